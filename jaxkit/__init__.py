@@ -1,0 +1,27 @@
+"""jaxkit: the training objectives and compression methods of recent ML papers in one functional JAX stack."""
+
+from jaxkit import divergences
+from jaxkit import kernels
+from jaxkit import losses
+from jaxkit import nn
+from jaxkit import quantization
+from jaxkit import reweighting
+from jaxkit import selection
+from jaxkit import sparsity
+from jaxkit import train
+from jaxkit._src.reductions import masked_mean
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "divergences",
+    "kernels",
+    "losses",
+    "masked_mean",
+    "nn",
+    "quantization",
+    "reweighting",
+    "selection",
+    "sparsity",
+    "train",
+]

@@ -1,0 +1,1 @@
+"""Private pieces shared by every jaxkit room: typing, argument checks, reductions."""

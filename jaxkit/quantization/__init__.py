@@ -1,0 +1,1 @@
+"""Weight/activation quantization (formats, PTQ, QAT, low-rank + quant). Filled by a later issue."""

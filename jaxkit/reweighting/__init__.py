@@ -1,0 +1,1 @@
+"""Sample- and domain-reweighting rules as optax-style (init, update) pairs. Filled by a later issue."""

@@ -1,0 +1,1 @@
+"""Data scoring, pruning, valuation and resampling. Filled by a later issue."""

@@ -1,0 +1,1 @@
+"""N:M, unstructured, learned and activation sparsity. Filled by a later issue."""
