@@ -266,8 +266,10 @@ def js(log_p: ArrayLike, log_q: ArrayLike, *, axis: Axis = -1,
     <https://doi.org/10.1109/18.61115>`_, 1991.
   """
   lp, lq, axes, rv = _prepare(log_p, log_q, axis, where)
-  lm = jnp.logaddexp(lp, lq) - _LOG2
-  # -inf + -inf stays -inf in logaddexp; each half-term then vanishes.
+  # Where p = q = 0, logaddexp(-inf, -inf) has a nan gradient: keep it out.
+  none = (lp == -jnp.inf) & (lq == -jnp.inf)
+  lm = jnp.logaddexp(jnp.where(none, 0.0, lp), jnp.where(none, 0.0, lq)) - _LOG2
+  lm = jnp.where(none, -jnp.inf, lm)
   terms = 0.5 * (_plogp_ratio(lp, lm) + _plogp_ratio(lq, lm))
   return _finish(jnp.sum(terms, axis=axes), rv)
 

@@ -127,6 +127,9 @@ class _Spec(NamedTuple):
   slope_at_infinity: Callable  # alpha -> float
   dual: Callable  # alpha -> (name, alpha)
   needs_alpha: bool = False
+  # f*(g(v)) in a form that stays finite where g(v) rounds onto the edge of
+  # the conjugate's domain; None means conjugate(output_activation(v)).
+  conjugate_activation: Callable | None = None
 
 
 def _const(c):
@@ -162,6 +165,17 @@ def _amari_activation(v, a):
   # a < 1: u = hi - softplus(hi - v) < hi (identity for v << hi); a > 1: u = v.
   hi = 1.0 / jnp.where(a < 1.0, 1.0 - a, 1.0)
   return jnp.where(a < 1.0, hi - jax.nn.softplus(hi - v), v)
+
+
+def _amari_conjugate_activation(v, a):
+  # For a < 1 the activation is u = hi - softplus(hi - v), hi = 1/(1 - a), so
+  # 1 + (a - 1) u = (1 - a) softplus(hi - v): take its log without rounding.
+  one_minus = jnp.where(a < 1.0, 1.0 - a, 1.0)
+  x = 1.0 / one_minus - v
+  log_sp = jnp.where(x < -20.0, x, jnp.log(jax.nn.softplus(jnp.maximum(x, -20.0))))
+  log_base = jnp.log(one_minus) + log_sp
+  below = (jnp.exp(a / (a - 1.0) * log_base) - 1.0) / a
+  return jnp.where(a < 1.0, below, _amari_conj(v, a))
 
 
 def _amari_f0(a):
@@ -209,6 +223,7 @@ _TABLE: dict[str, _Spec] = {
         output_activation=lambda v, a=None: -jnp.exp(-v),
         f_at_zero=_const(_INF),
         slope_at_infinity=_const(0.0),
+        conjugate_activation=lambda v, a=None: v - 1.0,
         dual=lambda a=None: ("kl", None),
     ),
     # Jensen-Shannon (natural log, <= log 2):
@@ -228,6 +243,7 @@ _TABLE: dict[str, _Spec] = {
         output_activation=lambda v, a=None: 0.5 * (_LOG2 - jax.nn.softplus(-v)),
         f_at_zero=_const(0.5 * _LOG2),
         slope_at_infinity=_const(0.5 * _LOG2),
+        conjugate_activation=lambda v, a=None: 0.5 * (jax.nn.softplus(v) - _LOG2),
         dual=lambda a=None: ("js", None),
     ),
     # Total variation: f(t) = 1/2 |t - 1|.
@@ -273,6 +289,7 @@ _TABLE: dict[str, _Spec] = {
         output_activation=lambda v, a=None: -jnp.expm1(-v),
         f_at_zero=_const(_INF),
         slope_at_infinity=_const(1.0),
+        conjugate_activation=lambda v, a=None: 2.0 - 2.0 * jnp.exp(-0.5 * v),
         dual=lambda a=None: ("pearson_chi2", None),
     ),
     # Squared Hellinger (no 1/2): f(t) = (sqrt t - 1)^2.
@@ -288,6 +305,7 @@ _TABLE: dict[str, _Spec] = {
         output_activation=lambda v, a=None: -jnp.expm1(-v),
         f_at_zero=_const(1.0),
         slope_at_infinity=_const(1.0),
+        conjugate_activation=lambda v, a=None: jnp.expm1(v),
         dual=lambda a=None: ("squared_hellinger", None),
     ),
     # Jeffreys: f(t) = (t - 1) log t.
@@ -316,6 +334,7 @@ _TABLE: dict[str, _Spec] = {
         output_activation=lambda v, a: _amari_activation(v, a),
         f_at_zero=_amari_f0,
         slope_at_infinity=_amari_slope,
+        conjugate_activation=_amari_conjugate_activation,
         dual=lambda a: ("amari_alpha", 1.0 - a),
         needs_alpha=True,
     ),
@@ -333,6 +352,7 @@ _TABLE: dict[str, _Spec] = {
         output_activation=lambda v, a=None: -jax.nn.softplus(-v),
         f_at_zero=_const(_LOG4),
         slope_at_infinity=_const(0.0),
+        conjugate_activation=lambda v, a=None: jax.nn.softplus(v) - _LOG4,
         dual=lambda a=None: ("gan", None),
     ),
 }
@@ -421,6 +441,18 @@ class FGenerator:
   def output_activation(self, v: jax.typing.ArrayLike) -> jax.Array:
     """Maps a real critic output into the conjugate domain (f-GAN's g_f)."""
     return self._spec.output_activation(jnp.asarray(v), self._a())
+
+  def conjugate_activation(self, v: jax.typing.ArrayLike) -> jax.Array:
+    r""":math:`f^*(g_f(v))`, the conjugate of the critic's activated output.
+
+    Equal to ``conjugate(output_activation(v))`` but evaluated in closed form
+    where the activation can round onto the edge of the conjugate's domain
+    (e.g. JS at large ``v``), so the f-GAN bound stays finite.
+    """
+    fn = self._spec.conjugate_activation
+    if fn is None:
+      return self.conjugate(self.output_activation(v))
+    return fn(jnp.asarray(v), self._a())
 
   @property
   def f_at_zero(self):
