@@ -71,7 +71,12 @@ def normalize_axis(axis: Axis, ndim: int, name: str = "axis") -> tuple[int, ...]
   """Returns ``axis`` as a sorted tuple of non-negative ints; validates range."""
   if axis is None:
     return tuple(range(ndim))
-  axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+  if isinstance(axis, numbers.Integral):
+    axes = (axis,)
+  elif isinstance(axis, (tuple, list)):
+    axes = tuple(axis)
+  else:
+    raise TypeError(f"`{name}` must be an int or a tuple of ints, got {axis!r}.")
   out = []
   for ax in axes:
     if not isinstance(ax, numbers.Integral):
