@@ -1,5 +1,10 @@
 """jaxkit: the training objectives and compression methods of recent ML papers in one functional JAX stack."""
 
+from jaxkit._src import xla_workarounds as _xla_workarounds
+
+_xla_workarounds.apply()  # before any jaxkit module touches a device
+
+
 from jaxkit import divergences
 from jaxkit import kernels
 from jaxkit import losses

@@ -11,6 +11,10 @@ if _flag not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+# Importing jaxkit first applies its XLA work-arounds (jaxkit/_src/xla_workarounds.py)
+# before any test starts a backend, exactly as a user's program would.
+import jaxkit  # noqa: E402,F401
+
 import hypothesis  # noqa: E402
 
 hypothesis.settings.register_profile(
