@@ -19,3 +19,11 @@ from jaxkit.divergences.categorical import reverse_kl
 from jaxkit.divergences.categorical import reverse_kl_from_logits
 from jaxkit.divergences.categorical import squared_hellinger
 from jaxkit.divergences.categorical import tv
+from jaxkit.divergences.gradients import log_partition_estimate
+from jaxkit.divergences.gradients import pathwise_surrogate
+from jaxkit.divergences.gradients import score_function_surrogate
+from jaxkit.divergences.sampled import importance_sampled
+from jaxkit.divergences.sampled import mc_under_p
+from jaxkit.divergences.sampled import mc_under_q
+from jaxkit.divergences.variational import density_ratio_logistic_loss
+from jaxkit.divergences.variational import variational_bound
