@@ -27,3 +27,9 @@ from jaxkit.divergences.sampled import mc_under_p
 from jaxkit.divergences.sampled import mc_under_q
 from jaxkit.divergences.variational import density_ratio_logistic_loss
 from jaxkit.divergences.variational import variational_bound
+from jaxkit.divergences.gaussian import gaussian_cauchy_schwarz
+from jaxkit.divergences.gaussian import gaussian_kl
+from jaxkit.divergences.gaussian import gaussian_renyi
+from jaxkit.divergences.gaussian import gaussian_w2
+from jaxkit.divergences.kernel import cauchy_schwarz
+from jaxkit.divergences.kernel import mmd2
