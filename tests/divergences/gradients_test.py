@@ -23,24 +23,12 @@ from jaxkit.divergences import get_generator
 from jaxkit.divergences.gradients import log_partition_estimate
 from jaxkit.divergences.gradients import pathwise_surrogate
 from jaxkit.divergences.gradients import score_function_surrogate
+from tests.divergences import oracles
 
 
 def _f(name, xp, alpha=None):
   """The generator f(t), t > 0, in numpy or jax.numpy (``xp``)."""
-  table = {
-      "kl": lambda t: t * xp.log(t),
-      "reverse_kl": lambda t: -xp.log(t),
-      "js": lambda t: 0.5 * (t * xp.log(t) - (1 + t) * xp.log((1 + t) / 2)),
-      "tv": lambda t: 0.5 * xp.abs(t - 1),
-      "pearson_chi2": lambda t: (t - 1) ** 2,
-      "neyman_chi2": lambda t: (1 - t) ** 2 / t,
-      "squared_hellinger": lambda t: (xp.sqrt(t) - 1) ** 2,
-      "jeffreys": lambda t: (t - 1) * xp.log(t),
-      "amari_alpha": lambda t: (t ** alpha - 1 - alpha * (t - 1)) /
-                               (alpha * (alpha - 1)),
-      "gan": lambda t: t * xp.log(t) - (1 + t) * xp.log(1 + t) + np.log(4.0),
-  }
-  return table[name]
+  return lambda t: oracles.f_table(xp)[name](t, alpha)
 
 
 def _gen(name, alpha):
