@@ -33,3 +33,9 @@ from jaxkit.divergences.gaussian import gaussian_renyi
 from jaxkit.divergences.gaussian import gaussian_w2
 from jaxkit.divergences.kernel import cauchy_schwarz
 from jaxkit.divergences.kernel import mmd2
+from jaxkit.divergences.transport import SinkhornAux
+from jaxkit.divergences.transport import monge_gap
+from jaxkit.divergences.transport import pairwise_cost
+from jaxkit.divergences.transport import sinkhorn
+from jaxkit.divergences.transport import sinkhorn_divergence
+from jaxkit.divergences.transport import sinkhorn_from_cost
