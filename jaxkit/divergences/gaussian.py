@@ -200,7 +200,7 @@ def gaussian_kl(mean_p: ArrayLike, cov_p: ArrayLike, mean_q: ArrayLike,
 
   Examples:
     >>> import jax.numpy as jnp
-    >>> from jaxkit.divergences.gaussian import gaussian_kl
+    >>> from jaxkit.divergences import gaussian_kl
     >>> # Univariate: KL(N(0, 1) || N(1, 4)) = log 2 + (1 + 1) / 8 - 1/2.
     >>> kl = gaussian_kl(jnp.array([0.]), jnp.array([1.]), jnp.array([1.]),
     ...                  jnp.array([4.]), diagonal=True)
@@ -271,7 +271,7 @@ def gaussian_w2(mean_p: ArrayLike, cov_p: ArrayLike, mean_q: ArrayLike,
 
   Examples:
     >>> import jax.numpy as jnp
-    >>> from jaxkit.divergences.gaussian import gaussian_w2
+    >>> from jaxkit.divergences import gaussian_w2
     >>> # Univariate: (0 - 1)^2 + (1 - 2)^2 = 2.
     >>> w2 = gaussian_w2(jnp.array([0.]), jnp.array([1.]), jnp.array([1.]),
     ...                  jnp.array([4.]), diagonal=True)
@@ -337,7 +337,7 @@ def gaussian_cauchy_schwarz(mean_p: ArrayLike, cov_p: ArrayLike,
 
   Examples:
     >>> import jax.numpy as jnp
-    >>> from jaxkit.divergences.gaussian import gaussian_cauchy_schwarz
+    >>> from jaxkit.divergences import gaussian_cauchy_schwarz
     >>> # Equal unit variances: D_CS = delta^2 / 2.
     >>> d = gaussian_cauchy_schwarz(jnp.array([0.]), jnp.array([1.]),
     ...                             jnp.array([1.]), jnp.array([1.]),
@@ -406,7 +406,7 @@ def gaussian_renyi(mean_p: ArrayLike, cov_p: ArrayLike, mean_q: ArrayLike,
 
   Examples:
     >>> import jax.numpy as jnp
-    >>> from jaxkit.divergences.gaussian import gaussian_renyi
+    >>> from jaxkit.divergences import gaussian_renyi
     >>> # Equal variances: D_alpha = alpha * delta^2 / (2 var).
     >>> d = gaussian_renyi(jnp.array([0.]), jnp.array([1.]), jnp.array([1.]),
     ...                    jnp.array([1.]), alpha=0.5, diagonal=True)

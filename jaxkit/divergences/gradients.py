@@ -143,7 +143,7 @@ def score_function_surrogate(log_q: ArrayLike, log_p: ArrayLike,
 
   Examples:
     >>> import jax, jax.numpy as jnp
-    >>> from jaxkit.divergences.gradients import score_function_surrogate
+    >>> from jaxkit.divergences import score_function_surrogate
     >>> logits = jnp.array([0.0, 1.0, 2.0])        # the model Q_theta
     >>> log_p = jnp.log(jnp.array([0.5, 0.3, 0.2]))  # the target P
     >>> x = jax.random.categorical(jax.random.key(0), logits, shape=(50_000,))
@@ -220,7 +220,7 @@ def log_partition_estimate(log_target_unnorm: ArrayLike,
 
   Examples:
     >>> import jax, jax.numpy as jnp
-    >>> from jaxkit.divergences.gradients import log_partition_estimate
+    >>> from jaxkit.divergences import log_partition_estimate
     >>> # P~(x) = 3 exp(-x^2/2) has Z = 3 sqrt(2 pi); samples from N(0, 2^2).
     >>> x = 2.0 * jax.random.normal(jax.random.key(0), (100_000,))
     >>> log_pt = jnp.log(3.0) - 0.5 * x ** 2
@@ -322,7 +322,7 @@ def pathwise_surrogate(x: ArrayLike, score_p: ArrayLike, score_q: ArrayLike,
 
   Examples:
     >>> import jax, jax.numpy as jnp
-    >>> from jaxkit.divergences.gradients import pathwise_surrogate
+    >>> from jaxkit.divergences import pathwise_surrogate
     >>> # P = N(0, 1), Q_theta = N(theta, 1): reverse KL = theta^2 / 2.
     >>> z = jax.random.normal(jax.random.key(0), (100_000, 1))
     >>> def loss(theta):

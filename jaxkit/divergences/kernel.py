@@ -296,7 +296,7 @@ def cauchy_schwarz(x: ArrayLike, y: ArrayLike, *, bandwidth,
 
   Examples:
     >>> import jax.numpy as jnp
-    >>> from jaxkit.divergences.kernel import cauchy_schwarz
+    >>> from jaxkit.divergences import cauchy_schwarz
     >>> x = jnp.array([[0.0], [1.0]])              # n = 2 samples, d = 1
     >>> y = jnp.array([[0.5], [2.0], [3.0]])       # m = 3 samples
     >>> print(f"{float(cauchy_schwarz(x, y, bandwidth=0.5)):.4f}")
@@ -406,7 +406,7 @@ def mmd2(x: ArrayLike, y: ArrayLike, *, bandwidth, kernel: str = "gaussian",
 
   Examples:
     >>> import jax.numpy as jnp
-    >>> from jaxkit.divergences.kernel import mmd2
+    >>> from jaxkit.divergences import mmd2
     >>> x = jnp.array([[0.0], [1.0]])              # n = 2 samples, d = 1
     >>> y = jnp.array([[0.5], [2.0], [3.0]])       # m = 3 samples
     >>> print(f"{float(mmd2(x, y, bandwidth=1.0)):.4f}")

@@ -163,7 +163,7 @@ def mc_under_q(log_p: ArrayLike, log_q: ArrayLike,
 
   Examples:
     >>> import jax, jax.numpy as jnp
-    >>> from jaxkit.divergences.sampled import mc_under_q
+    >>> from jaxkit.divergences import mc_under_q
     >>> # KL(P||Q) for P = N(1, 1), Q = N(0, 1) is 0.5.
     >>> x = jax.random.normal(jax.random.key(0), (200_000,))
     >>> log_p, log_q = -0.5 * (x - 1.0) ** 2, -0.5 * x ** 2
@@ -223,7 +223,7 @@ def mc_under_p(log_p: ArrayLike, log_q: ArrayLike,
 
   Examples:
     >>> import jax, jax.numpy as jnp
-    >>> from jaxkit.divergences.sampled import mc_under_p
+    >>> from jaxkit.divergences import mc_under_p
     >>> # KL(P||Q) for P = N(1, 1), Q = N(0, 1) is 0.5; samples from P.
     >>> x = 1.0 + jax.random.normal(jax.random.key(0), (200_000,))
     >>> log_p, log_q = -0.5 * (x - 1.0) ** 2, -0.5 * x ** 2
@@ -295,7 +295,7 @@ def importance_sampled(log_p: ArrayLike, log_q: ArrayLike,
 
   Examples:
     >>> import jax, jax.numpy as jnp
-    >>> from jaxkit.divergences.sampled import importance_sampled
+    >>> from jaxkit.divergences import importance_sampled
     >>> # KL(P||Q), P = N(1, 1), Q = N(0, 1), samples from N(0.5, 1.5^2).
     >>> x = 0.5 + 1.5 * jax.random.normal(jax.random.key(0), (200_000,))
     >>> log_p, log_q = -0.5 * (x - 1.0) ** 2, -0.5 * x ** 2

@@ -192,7 +192,7 @@ def pairwise_cost(x: ArrayLike, y: ArrayLike, cost: str = "sqeuclidean"
 
   Examples:
     >>> import jax.numpy as jnp
-    >>> from jaxkit.divergences.transport import pairwise_cost
+    >>> from jaxkit.divergences import pairwise_cost
     >>> print(pairwise_cost(jnp.array([[0., 0.]]), jnp.array([[3., 4.]])))
     [[25.]]
   """
@@ -550,7 +550,7 @@ def sinkhorn_from_cost(
 
   Examples:
     >>> import jax.numpy as jnp
-    >>> from jaxkit.divergences.transport import sinkhorn_from_cost
+    >>> from jaxkit.divergences import sinkhorn_from_cost
     >>> C = jnp.array([[0., 1.], [1., 0.]])
     >>> cost, aux = sinkhorn_from_cost(C, epsilon=0.1)
     >>> print(f"{float(cost):.4f} {bool(aux.converged)}")
@@ -665,7 +665,7 @@ def sinkhorn(
 
   Examples:
     >>> import jax, jax.numpy as jnp
-    >>> from jaxkit.divergences.transport import sinkhorn
+    >>> from jaxkit.divergences import sinkhorn
     >>> x = jnp.array([[0., 0.], [1., 0.]])
     >>> y = jnp.array([[0., 1.], [1., 1.]])
     >>> cost, aux = jax.jit(lambda x, y: sinkhorn(x, y, epsilon=0.01))(x, y)
@@ -740,7 +740,7 @@ def sinkhorn_divergence(
 
   Examples:
     >>> import jax, jax.numpy as jnp
-    >>> from jaxkit.divergences.transport import sinkhorn_divergence
+    >>> from jaxkit.divergences import sinkhorn_divergence
     >>> x = jax.random.normal(jax.random.key(0), (64, 2))
     >>> print(f"{float(sinkhorn_divergence(x, x, epsilon=0.1)):.4f}")
     0.0000
@@ -816,7 +816,7 @@ def monge_gap(
 
   Examples:
     >>> import jax, jax.numpy as jnp
-    >>> from jaxkit.divergences.transport import monge_gap
+    >>> from jaxkit.divergences import monge_gap
     >>> x = jax.random.normal(jax.random.key(0), (128, 2))
     >>> A = jnp.array([[2., 0.5], [0.5, 1.]])  # symmetric PD: optimal map
     >>> R = jnp.array([[0., -1.], [1., 0.]])   # rotation: not optimal

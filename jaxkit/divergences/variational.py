@@ -110,7 +110,7 @@ def variational_bound(critic_p: ArrayLike, critic_q: ArrayLike,
 
   Examples:
     >>> import jax, jax.numpy as jnp
-    >>> from jaxkit.divergences.variational import variational_bound
+    >>> from jaxkit.divergences import variational_bound
     >>> # P = N(1, 1), Q = N(0, 1): the optimal KL critic is f'(r) = 1 + log r
     >>> # = 1 + x - 1/2 (KL's activation is the identity); KL = 0.5.
     >>> kx, ky = jax.random.split(jax.random.key(0))
@@ -183,7 +183,7 @@ def density_ratio_logistic_loss(logit_p: ArrayLike, logit_q: ArrayLike, *,
 
   Examples:
     >>> import jax.numpy as jnp
-    >>> from jaxkit.divergences.variational import density_ratio_logistic_loss
+    >>> from jaxkit.divergences import density_ratio_logistic_loss
     >>> # A chance-level discriminator (logit 0) scores 2 log 2.
     >>> print(f"{float(density_ratio_logistic_loss(jnp.zeros(4), jnp.zeros(3))):.4f}")
     1.3863
