@@ -84,10 +84,15 @@ def _r_log_r(log_r):
   return jnp.where(finite, jnp.exp(safe) * safe, 0.0)
 
 
-def _one_plus_r_log_one_plus_r(log_r):
-  """(1 + r)·log(1 + r) from log r (softplus keeps it stable)."""
-  sp = jax.nn.softplus(log_r)
-  return jnp.exp(sp) * sp
+def _r_softplus_neg(log_r):
+  """r·log(1 + 1/r) = r·softplus(−log r): 0 at r = 0, → 1 as r → ∞, no inf − inf."""
+  finite = jnp.isfinite(log_r)
+  safe = jnp.where(finite, log_r, 0.0)
+  # log softplus(x) without underflow: softplus(x) = e^x (1 + O(e^x)) below -20.
+  x = -safe
+  log_sp = jnp.where(x < -20.0, x, jnp.log(jax.nn.softplus(jnp.maximum(x, -20.0))))
+  val = jnp.exp(safe + log_sp)
+  return jnp.where(finite, val, jnp.where(log_r > 0, 1.0, 0.0))
 
 
 def _lambertw_of_exp(x):
@@ -229,8 +234,12 @@ _TABLE: dict[str, _Spec] = {
     # Jensen-Shannon (natural log, <= log 2):
     # f(t) = 1/2 [t log t - (1 + t) log((1 + t)/2)].
     "js": _Spec(
-        f=lambda lr, a=None: 0.5 * (_r_log_r(lr) - _one_plus_r_log_one_plus_r(lr)
-                                     + jnp.exp(jax.nn.softplus(lr)) * _LOG2),
+        # = 1/2 [(1 + r) log 2 - r softplus(-log r) - softplus(log r)]: no
+        # inf - inf for large r (the naive form is nan beyond log r ~ 88).
+        f=lambda lr, a=None: jnp.where(
+            lr == jnp.inf, jnp.inf,
+            0.5 * ((1.0 + jnp.exp(lr)) * _LOG2 - _r_softplus_neg(lr)
+                   - jax.nn.softplus(jnp.minimum(lr, 1e30)))),
         f_prime=lambda lr, a=None: 0.5 * (_LOG2 - jax.nn.softplus(-lr)),
         f_double_prime=lambda lr, a=None: 0.5 * jnp.exp(-lr - jax.nn.softplus(lr)),
         pathwise_weight=lambda lr, a=None: 0.5 * jax.nn.sigmoid(lr),
@@ -341,7 +350,8 @@ _TABLE: dict[str, _Spec] = {
     # GAN (logistic critic), shifted so that f(1) = 0; D_gan = 2 JS.
     # f(t) = t log t - (1 + t) log(1 + t) + log 4.
     "gan": _Spec(
-        f=lambda lr, a=None: _r_log_r(lr) - _one_plus_r_log_one_plus_r(lr) + _LOG4,
+        # = log 4 - r softplus(-log r) - softplus(log r), stable for all r.
+        f=lambda lr, a=None: _LOG4 - _r_softplus_neg(lr) - jax.nn.softplus(lr),
         f_prime=lambda lr, a=None: -jax.nn.softplus(-lr),
         f_double_prime=lambda lr, a=None: jnp.exp(-lr - jax.nn.softplus(lr)),
         pathwise_weight=lambda lr, a=None: jax.nn.sigmoid(lr),
