@@ -1,4 +1,26 @@
-"""Per-example training losses (classification, metric learning, ranking, preference, distillation).
+"""Per-example training losses.
 
-Filled by later issues; see ARCHITECTURE.md. Losses compose `jaxkit.divergences`.
+Preference-alignment and distillation losses are thin compositions of a
+generator and an estimator from :mod:`jaxkit.divergences` (ARCHITECTURE.md,
+convention 6). Classification, metric-learning, ranking and regression losses
+arrive with their issue.
 """
+
+from jaxkit.losses.alignment import d2o_loss
+from jaxkit.losses.alignment import dph_rl_penalty
+from jaxkit.losses.alignment import fdpg_loss
+from jaxkit.losses.alignment import fdpg_pseudo_reward
+from jaxkit.losses.distillation import bd_kd_loss
+from jaxkit.losses.distillation import kd_loss
+from jaxkit.losses.distillation import pld_loss
+from jaxkit.losses.distillation import sinkhorn_kd_loss
+from jaxkit.losses.preference import dpo_loss
+from jaxkit.losses.preference import fdpo_loss
+from jaxkit.losses.preference import hinge_dpo_loss
+from jaxkit.losses.preference import implicit_rewards
+from jaxkit.losses.preference import ipo_loss
+from jaxkit.losses.preference import orpo_loss
+from jaxkit.losses.preference import robust_dpo_loss
+from jaxkit.losses.preference import simpo_loss
+from jaxkit.losses.sequence import sequence_log_probs
+from jaxkit.losses.sequence import token_log_probs

@@ -1,0 +1,465 @@
+r"""Knowledge-distillation losses, as compositions of :mod:`jaxkit.divergences`.
+
+Every loss here takes raw **student logits first, teacher logits second** (the
+order of the usual ``loss(model_output, target)`` call) and evaluates a
+divergence from :mod:`jaxkit.divergences` with the **teacher as the target**
+(first slot), e.g. :math:`\tau^2\,\mathrm{KL}(p_T^\tau \| p_S^\tau)` for
+:func:`kd_loss`. No divergence is re-derived here.
+
+* :func:`kd_loss` — temperature-scaled KD with any f-divergence generator
+  (Hinton et al., 2015, and its KL / reverse-KL / JS / TV / α variants),
+  per example or per token, with an optional token mask and token chunking.
+* :func:`bd_kd_loss` — BD-KD's per-sample mix of forward and reverse KL.
+* :func:`sinkhorn_kd_loss` — SinKD: entropic optimal transport between the
+  student's and the teacher's probability rows of a batch (couples examples).
+* :func:`pld_loss` — Plackett–Luce list-wise distillation (a ranking loss,
+  not a divergence).
+
+Shapes: logits are ``[..., V]`` (``V`` the class / vocabulary axis, always the
+last one); per-example losses are ``[...]``. Token masks ``where`` are
+``[...]`` (one flag per example / token, not per vocabulary entry). bf16 / f16
+logits are upcast and accumulated in float32.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxkit import divergences as dv
+from jaxkit._src import checks
+from jaxkit._src.typing import ArrayLike
+
+# Named divergences with a specialised (more accurate) implementation; any
+# other generator name goes through `f_divergence`.
+_NAMED = {
+    "kl": dv.kl,
+    "reverse_kl": dv.reverse_kl,
+    "js": dv.js,
+    "tv": dv.tv,
+    "pearson_chi2": dv.pearson_chi2,
+    "neyman_chi2": dv.neyman_chi2,
+    "squared_hellinger": dv.squared_hellinger,
+    "jeffreys": dv.jeffreys,
+}
+
+
+def _check_logits(student_logits, teacher_logits):
+  s = checks.check_floating(student_logits, "student_logits")
+  t = checks.check_floating(teacher_logits, "teacher_logits")
+  if s.ndim < 1:
+    raise ValueError(
+        "`student_logits` must have rank >= 1 ([..., V]), got shape "
+        f"{s.shape}.")
+  checks.check_same_shape(s, t, "student_logits", "teacher_logits")
+  return s, t
+
+
+def _divergence_fn(divergence, alpha):
+  """Validates the divergence name; returns fn(log_p, log_q, where=...)."""
+  params = {} if alpha is None else {"alpha": alpha}
+  try:
+    gen = dv.get_generator(divergence, **params)
+  except ValueError as e:
+    raise ValueError(f"`divergence`: {e}") from None
+  if divergence == "amari_alpha":
+    return lambda lp, lq, where: dv.amari_alpha(lp, lq, alpha=alpha,
+                                                where=where)
+  if divergence in _NAMED:
+    fn = _NAMED[divergence]
+    return lambda lp, lq, where: fn(lp, lq, where=where)
+  return lambda lp, lq, where: dv.f_divergence(lp, lq, gen, where=where)
+
+
+def _tempered_log_softmax(x, mask, temperature, dtype):
+  x = x.astype(dtype)
+  if mask is not None:
+    # Junk (even NaN) logits at padded positions never reach the value or the
+    # gradient: `where` selects a harmless 0 row there (double-where trick).
+    x = jnp.where(mask[..., None], x, 0.0)
+  return jax.nn.log_softmax(x / temperature, axis=-1)
+
+
+def _kd_rows(s, t, mask, temperature, div_fn):
+  """Per-row τ²·D(teacher_τ ‖ student_τ) for s, t [..., V], mask [...]|None."""
+  dtype = checks.compute_dtype(s, t)
+  ls = _tempered_log_softmax(s, mask, temperature, dtype)
+  lt = _tempered_log_softmax(t, mask, temperature, dtype)
+  where = None if mask is None else mask[..., None]
+  d = div_fn(lt, ls, where)
+  return jnp.square(jnp.asarray(temperature, dtype)) * d
+
+
+def kd_loss(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    *,
+    temperature: float = 1.0,
+    divergence: str = "kl",
+    alpha: float | None = None,
+    where: ArrayLike | None = None,
+    chunk_size: int | None = None,
+) -> jax.Array:
+  r"""Temperature-scaled knowledge distillation with any f-divergence.
+
+  Softens both logit vectors with temperature :math:`\tau` and returns
+  :math:`\tau^2` times the divergence from the teacher (the target, first
+  slot) to the student, per example / token. ``divergence='kl'`` is the
+  classic KD term of Hinton et al. (2015); the :math:`\tau^2` factor keeps the
+  gradient magnitude comparable across temperatures (the soft-target gradient
+  scales as :math:`1/\tau^2`). ``'reverse_kl'`` is :math:`\mathrm{KL}(p_S\|
+  p_T)` (mode seeking), ``'js'``, ``'tv'``, ``'amari_alpha'`` (with
+  ``alpha``) and every other name of
+  :func:`jaxkit.divergences.get_generator` work too: named divergences are
+  evaluated by their specialised functions in :mod:`jaxkit.divergences`,
+  others by :func:`jaxkit.divergences.f_divergence`.
+
+  .. math::
+    \ell = \tau^2\, D_f\big(\mathrm{softmax}(z_T/\tau)\,\big\|\,
+      \mathrm{softmax}(z_S/\tau)\big).
+
+  **Hard-label mixing is the caller's job.** This function returns only the
+  soft-target term. Common conventions built from it:
+
+  * tunix ``LogitStrategy``: ``0.5 * kd_loss(s, t, temperature=τ) + 0.5 * CE``
+    (i.e. :math:`0.5\,\tau^2\,\mathrm{KL} + 0.5\,\mathrm{CE}`).
+  * torchdistill vanilla KD: ``α * kd_loss(s, t, temperature=τ) + (1 − α) *
+    CE`` (i.e. :math:`\alpha\,\tau^2\,\mathrm{KL} + (1-\alpha)\,\mathrm{CE}`).
+
+  where CE is the ordinary (τ = 1) cross-entropy with the labels. Reduce the
+  per-token output with :func:`jaxkit.masked_mean` (``where=mask``) or a sum.
+
+  **Masks and precision.** ``where`` flags the tokens that take part; masked
+  tokens give exactly 0 with zero gradients even if their logits are junk or
+  ``nan``. bf16 / f16 logits are upcast and accumulated in float32.
+
+  **Memory.** Measured with ``jax.jit(f).lower(...).compile()
+  .memory_analysis().temp_size_in_bytes`` (XLA:CPU, jax 0.10.2) for logits
+  ``[8, 512, 131072]`` with a token mask and ``'kl'`` (one ``[B, T, V]``
+  float32 tensor is 2 GiB):
+
+  ===================  ==============  ==============  ===============
+  inputs               default fwd     default grad    ``chunk_size``
+  ===================  ==============  ==============  ===============
+  float32              4.52 GiB        4.06 GiB        128: 0.14 GiB fwd, 6.4 GiB grad
+  bfloat16             4.52 GiB        6.0 GiB         128: 4.19 GiB fwd, 10.4 GiB grad
+  ===================  ==============  ==============  ===============
+
+  So the default materialises about two float32 ``[B, T, V]`` tensors, over
+  the one-tensor budget. ``chunk_size`` (tokens per chunk, evaluated with
+  :func:`jax.lax.map`, same values and gradients) cuts the *forward* memory
+  of float32 inputs to one chunk, which is what evaluation needs; it does not
+  help bf16 inputs on XLA:CPU (the upcast of the whole input is hoisted out
+  of the loop) nor the backward pass (``lax.map`` keeps per-chunk
+  residuals). A fused, vocabulary-chunked kernel with its own VJP is the
+  planned fix (``jaxkit.kernels``).
+
+  Args:
+    student_logits: ``[..., V]`` student logits (any floating dtype).
+    teacher_logits: ``[..., V]`` teacher logits, same shape. Gradients flow
+      into both; wrap the teacher in :func:`jax.lax.stop_gradient` for a frozen
+      teacher.
+    temperature: softmax temperature :math:`\tau > 0` (may be traced).
+    divergence: a generator name from
+      :data:`jaxkit.divergences.GENERATOR_NAMES` (``'kl'``, ``'reverse_kl'``,
+      ``'js'``, ``'tv'``, ``'amari_alpha'``, ...).
+    alpha: the α of ``'amari_alpha'`` (required there, rejected otherwise).
+    where: optional ``[...]`` mask (bool / 0-1) of the examples / tokens that
+      take part, shape ``student_logits.shape[:-1]`` (dims of 1 broadcast).
+    chunk_size: optional number of tokens per chunk (see Memory).
+
+  Returns:
+    ``[...]`` float32 (float64 for float64 inputs) per-example / per-token
+    losses; 0 at masked positions.
+
+  Raises:
+    ValueError: mismatched shapes, rank 0, ``temperature <= 0``, an unknown
+      divergence name, a bad ``alpha``, a badly shaped mask, or a bad
+      ``chunk_size``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxkit.losses import kd_loss
+    >>> s = jnp.array([[1.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
+    >>> t = jnp.array([[2.0, 0.0, -2.0], [0.0, 1.0, 0.0]])
+    >>> print(jnp.round(kd_loss(s, t, temperature=2.0), 4))
+    [0.2411 0.0884]
+    >>> print(jnp.round(kd_loss(s, t, divergence='js'), 4))
+    [0.0324 0.0225]
+    >>> print(jnp.round(kd_loss(s, t, where=jnp.array([True, False])), 4))
+    [0.1156 0.    ]
+
+  References:
+    Hinton, Vinyals, Dean, `Distilling the Knowledge in a Neural Network
+    <https://arxiv.org/abs/1503.02531>`_, 2015.
+
+    Wen, Li, Du, Mou, `f-Divergence Minimization for Sequence-Level Knowledge
+    Distillation <https://arxiv.org/abs/2307.15190>`_, 2023 (KD with KL /
+    reverse KL / JS / TV).
+  """
+  checks.check_scalar(temperature, "temperature", positive=True)
+  s, t = _check_logits(student_logits, teacher_logits)
+  div_fn = _divergence_fn(divergence, alpha)
+  mask = checks.check_where(where, s.shape[:-1], "where")
+  if chunk_size is None:
+    return _kd_rows(s, t, mask, temperature, div_fn)
+  if (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
+      or chunk_size < 1):
+    raise ValueError(
+        f"`chunk_size` must be an int >= 1 or None, got {chunk_size!r}.")
+  lead, v = s.shape[:-1], s.shape[-1]
+  s2 = s.reshape(-1, v)
+  t2 = t.reshape(-1, v)
+  m2 = (jnp.ones(s2.shape[:1], bool) if mask is None else mask.reshape(-1))
+
+  def one(args):
+    si, ti, mi = args
+    return _kd_rows(si, ti, mi, temperature, div_fn)
+
+  out = jax.lax.map(one, (s2, t2, m2),
+                    batch_size=min(chunk_size, max(s2.shape[0], 1)))
+  return out.reshape(lead)
+
+
+def bd_kd_loss(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    *,
+    forward_weight: ArrayLike,
+    temperature: float = 1.0,
+    where: ArrayLike | None = None,
+) -> jax.Array:
+  r"""BD-KD: a per-sample balance of forward and reverse KL distillation.
+
+  .. math::
+    \ell_i = \tau^2\big[w_i\,\mathrm{KL}(p_T^\tau\|p_S^\tau)
+      + (1 - w_i)\,\mathrm{KL}(p_S^\tau\|p_T^\tau)\big],
+
+  i.e. ``w * kd_loss(..., 'kl') + (1 - w) * kd_loss(..., 'reverse_kl')``.
+  Forward KL is mass covering, reverse KL mode seeking; BD-KD (Amara et al.)
+  shifts the balance per sample according to the entropy gap between the
+  teacher's and the student's predictions.
+
+  **Deviation / what is implemented.** The paper's exact sample-weighting
+  rule is not pinned down in our paper catalog (seed_003 #21 says only
+  "sample-wise weights driven by the entropy gap"), so it is *not*
+  implemented: the caller passes ``forward_weight`` (scalar or per sample).
+  ``w = 0.5`` gives half the Jeffreys divergence. No ``stop_gradient`` is
+  applied to the weights: if you compute them from the logits, stop their
+  gradient yourself. The teacher-side reverse-KL regulariser of online KD is
+  the caller's job (another call with the roles swapped).
+
+  Args:
+    student_logits: ``[..., V]`` student logits.
+    teacher_logits: ``[..., V]`` teacher logits, same shape.
+    forward_weight: :math:`w` in ``[0, 1]``: a scalar or ``[...]`` (the
+      logits' leading shape) weight of the forward KL term.
+    temperature: softmax temperature :math:`\tau > 0`.
+    where: optional ``[...]`` example / token mask, as in :func:`kd_loss`.
+
+  Returns:
+    ``[...]`` per-example losses (0 at masked positions).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxkit.losses import bd_kd_loss
+    >>> s = jnp.array([[1.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
+    >>> t = jnp.array([[2.0, 0.0, -2.0], [0.0, 1.0, 0.0]])
+    >>> w = jnp.array([1.0, 0.25])
+    >>> print(jnp.round(bd_kd_loss(s, t, forward_weight=w), 4))
+    [0.1156 0.0922]
+
+  References:
+    Amara et al., `BD-KD: Balancing the Divergences for Online Knowledge
+    Distillation`, 2022 (paper catalog seed_003 #21).
+  """
+  s, t = _check_logits(student_logits, teacher_logits)
+  w = checks.check_floating(forward_weight, "forward_weight")
+  if w.ndim != 0 and w.shape != s.shape[:-1]:
+    raise ValueError(
+        f"`forward_weight` must be a scalar or have shape {s.shape[:-1]} (the "
+        f"logits' leading shape), got {w.shape}.")
+  if checks.is_concrete(w) and bool(jnp.any((w < 0) | (w > 1))):
+    raise ValueError("`forward_weight` must lie in [0, 1].")
+  fwd = kd_loss(s, t, temperature=temperature, divergence="kl", where=where)
+  rev = kd_loss(s, t, temperature=temperature, divergence="reverse_kl",
+                where=where)
+  w = w.astype(fwd.dtype)
+  return w * fwd + (1.0 - w) * rev
+
+
+def sinkhorn_kd_loss(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    *,
+    temperature: float = 2.0,
+    epsilon: float = 0.1,
+    num_iters: int = 20,
+    scale: float = 1e-3,
+    where: ArrayLike | None = None,
+) -> jax.Array:
+  r"""SinKD: Sinkhorn (entropic OT) distance between a batch's predictions.
+
+  Follows the reference code of SinKD (github.com/2018cx/SinKD, ``loss.py``):
+  the rows :math:`p_{S,i} = \mathrm{softmax}(z_{S,i}/\tau)` and
+  :math:`p_{T,j} = \mathrm{softmax}(z_{T,j}/\tau)` of the batch are matched
+  **across examples** with the L1 ground cost
+  :math:`C_{ij} = \|p_{S,i} - p_{T,j}\|_1 = 2\,\mathrm{TV}(p_{T,j}, p_{S,i})`
+  (computed with :func:`jaxkit.divergences.tv`), a plan :math:`\Pi` is
+  obtained by ``num_iters`` plain alternating row / column normalisations of
+  :math:`K = e^{-C/\varepsilon}` (unit marginals: every row and column sums to
+  one), and
+
+  .. math::
+    \ell = s\,\langle \Pi, C\rangle = s \sum_{ij} \Pi_{ij} C_{ij}.
+
+  The plan comes from :func:`jaxkit.divergences.sinkhorn_from_cost`
+  (log-domain, ``tol=0`` so exactly ``num_iters`` row-then-column updates, as
+  in the reference); its plan has marginals :math:`1/n`, so the value is
+  multiplied by the number :math:`n` of valid rows to match the reference's
+  unit marginals.
+
+  Reference-code quirks reproduced: ``temperature=2`` (the reference
+  overwrites any configured T with 2), ``epsilon=0.1``, ``num_iters=20``
+  (no convergence test), the constant ``scale=1e-3``.
+
+  Deviations: (1) gradients are implicit-function gradients of the Sinkhorn
+  potentials (exact at convergence) rather than back-propagation through the
+  20 unrolled iterations of the reference, so they differ slightly when 20
+  iterations have not converged; the value matches. (2) Iterations run in
+  the log domain (same iterates, no underflow at small ε). (3) ``where``
+  drops padded rows (e.g. padding tokens of an LM: pass ``[B, T]`` logits
+  ``[B, T, V]`` and every valid token is one OT point); the reference has no
+  masking.
+
+  Memory / cost: the cost matrix needs ``[n, n, V]`` temporaries
+  (:math:`n` = number of rows, all leading dims flattened), so this is meant
+  for classification-size batches, not full LM vocabularies over thousands
+  of tokens.
+
+  Args:
+    student_logits: ``[..., V]`` student logits; all leading dims are
+      flattened into :math:`n` OT points.
+    teacher_logits: ``[..., V]`` teacher logits, same shape.
+    temperature: softmax temperature :math:`\tau > 0` (reference: 2).
+    epsilon: entropic regularisation :math:`\varepsilon > 0` (absolute).
+    num_iters: number of Sinkhorn iterations (int ≥ 1).
+    scale: constant multiplier (reference: 0.001).
+    where: optional ``[...]`` mask of valid rows.
+
+  Returns:
+    A **scalar**: the loss couples all examples of the batch (it is not a
+    sum of per-example terms). 0 when no row is valid.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxkit.losses import sinkhorn_kd_loss
+    >>> s = jnp.array([[1.0, 0.0, -1.0], [0.5, 0.5, 0.0], [0.0, 0.0, 3.0]])
+    >>> t = jnp.array([[2.0, 0.0, -2.0], [0.0, 1.0, 0.0], [0.0, 1.0, 2.0]])
+    >>> print(f"{float(sinkhorn_kd_loss(s, t, scale=1.0)):.4f}")
+    0.9193
+
+  References:
+    Cui et al., `Sinkhorn Distance Minimization for
+    Knowledge Distillation <https://arxiv.org/abs/2402.17110>`_, 2024.
+
+    Cuturi, `Sinkhorn Distances: Lightspeed Computation of Optimal Transport
+    <https://arxiv.org/abs/1306.0895>`_, 2013.
+  """
+  checks.check_scalar(temperature, "temperature", positive=True)
+  checks.check_scalar(scale, "scale")
+  s, t = _check_logits(student_logits, teacher_logits)
+  mask = checks.check_where(where, s.shape[:-1], "where")
+  v = s.shape[-1]
+  s2 = s.reshape(-1, v)
+  t2 = t.reshape(-1, v)
+  m2 = None if mask is None else mask.reshape(-1)
+  dtype = checks.compute_dtype(s, t)
+  ls = _tempered_log_softmax(s2, m2, temperature, dtype)
+  lt = _tempered_log_softmax(t2, m2, temperature, dtype)
+  # C_ij = ||p_S,i - p_T,j||_1 = 2 TV(p_T,j, p_S,i): rows student, cols teacher.
+  n_rows = s2.shape[0]
+  shape3 = (n_rows, n_rows, v)
+  cost = 2.0 * dv.tv(jnp.broadcast_to(lt[None, :, :], shape3),
+                     jnp.broadcast_to(ls[:, None, :], shape3))
+  cost, _ = dv.sinkhorn_from_cost(
+      cost, epsilon=epsilon, row_where=m2, col_where=m2,
+      num_iters=num_iters, tol=0.0, method="log")
+  n = (jnp.asarray(n_rows, dtype) if m2 is None
+       else jnp.sum(m2).astype(dtype))
+  return jnp.asarray(scale, dtype) * n * cost
+
+
+def pld_loss(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    temperature: float = 1.0,
+) -> jax.Array:
+  r"""PLD: Plackett–Luce list-wise distillation (a teacher-weighted ListMLE).
+
+  The target ranking :math:`\pi^*` puts the true label first, then the
+  other classes by descending teacher logit. With the student logits
+  :math:`s` and teacher weights :math:`w = \mathrm{softmax}(z_T/\tau)`, both
+  read in that order,
+
+  .. math::
+    \ell = \sum_{k=1}^{C} w_{\pi^*_k}\Big(\log\sum_{j \ge k}
+      e^{s_{\pi^*_j}} - s_{\pi^*_k}\Big),
+
+  each rank's Plackett–Luce negative log-likelihood weighted by the teacher's
+  mass on that class (the :math:`k = 1` term alone is a weighted
+  cross-entropy). Suffix log-sum-exps use
+  :func:`jax.lax.cumlogsumexp` (``reverse=True``). Not an f-divergence, so it
+  does not go through :mod:`jaxkit.divergences`.
+
+  Deviation: the per-rank teacher-softmax weighting follows our paper
+  catalog (seed_000 #48 / seed_003 #19, from a published summary); the
+  paper's exact weight normalisation / temperature placement is not pinned
+  down there. The teacher weights are not stop-gradiented (gradients reach
+  ``teacher_logits`` through :math:`w` only); ``temperature`` affects only
+  :math:`w`.
+
+  Args:
+    student_logits: ``[..., C]`` student logits.
+    teacher_logits: ``[..., C]`` teacher logits, same shape.
+    labels: ``[...]`` integer true labels in ``[0, C)``.
+    temperature: temperature :math:`\tau > 0` of the teacher weights.
+
+  Returns:
+    ``[...]`` per-example losses.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxkit.losses import pld_loss
+    >>> s = jnp.array([[1.0, 0.0, -1.0]])
+    >>> t = jnp.array([[2.0, 0.0, -2.0]])
+    >>> print(jnp.round(pld_loss(s, t, jnp.array([0])), 4))
+    [0.3901]
+
+  References:
+    `PLD: A Choice-Theoretic List-Wise Knowledge Distillation` (Plackett–Luce
+    distillation); paper catalog entries seed_000 #48 / seed_003 #19 (authors
+    and arXiv id not recorded there).
+  """
+  checks.check_scalar(temperature, "temperature", positive=True)
+  s, t = _check_logits(student_logits, teacher_logits)
+  labels = jnp.asarray(labels)
+  if not jnp.issubdtype(labels.dtype, jnp.integer):
+    raise TypeError(f"`labels` must be integers, got dtype {labels.dtype}.")
+  if labels.shape != s.shape[:-1]:
+    raise ValueError(
+        f"`labels` must have shape {s.shape[:-1]}, got {labels.shape}.")
+  dtype = checks.compute_dtype(s, t)
+  s = s.astype(dtype)
+  t = t.astype(dtype)
+  c = s.shape[-1]
+  is_label = jnp.arange(c) == labels[..., None]
+  key = jnp.where(is_label, jnp.inf, jax.lax.stop_gradient(t))
+  order = jnp.argsort(-key, axis=-1, stable=True)
+  s_k = jnp.take_along_axis(s, order, axis=-1)
+  w_k = jnp.take_along_axis(jax.nn.softmax(t / temperature, axis=-1), order,
+                            axis=-1)
+  suffix = jax.lax.cumlogsumexp(s_k, axis=s_k.ndim - 1, reverse=True)
+  return jnp.sum(w_k * (suffix - s_k), axis=-1)
