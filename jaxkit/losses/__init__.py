@@ -16,11 +16,16 @@ from jaxkit.losses.distillation import pld_loss
 from jaxkit.losses.distillation import sinkhorn_kd_loss
 from jaxkit.losses.preference import dpo_loss
 from jaxkit.losses.preference import fdpo_loss
+from jaxkit.losses.preference import gradient_entanglement
 from jaxkit.losses.preference import hinge_dpo_loss
 from jaxkit.losses.preference import implicit_rewards
 from jaxkit.losses.preference import ipo_loss
+from jaxkit.losses.preference import madpo_default_weight
+from jaxkit.losses.preference import madpo_loss
+from jaxkit.losses.preference import npo_loss
 from jaxkit.losses.preference import orpo_loss
 from jaxkit.losses.preference import robust_dpo_loss
 from jaxkit.losses.preference import simpo_loss
+from jaxkit.losses.preference import sparse_po_loss
 from jaxkit.losses.sequence import sequence_log_probs
 from jaxkit.losses.sequence import token_log_probs

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -596,3 +597,421 @@ def orpo_loss(policy_chosen_logps: ArrayLike,
   ar = jnp.minimum(pr / lr, -tiny)
   log_odds = (ac - ar) - (_log1mexp(ac) - _log1mexp(ar))
   return -beta * jax.nn.log_sigmoid(log_odds)
+
+
+def npo_loss(policy_logps: ArrayLike, ref_logps: ArrayLike, *,
+             beta: float = 0.1) -> jax.Array:
+  r"""Negative Preference Optimization (NPO) loss for unlearning.
+
+  DPO with only a rejected answer: every forget sample is a negative, and the
+  loss pushes its policy log-ratio down, but with a bounded, vanishing push
+  (unlike gradient ascent on the NLL, which diverges):
+
+  .. math::
+    \ell = \frac{2}{\beta}\log\Bigl(1 + \Bigl(\frac{\pi_\theta(y)}
+      {\pi_{\text{ref}}(y)}\Bigr)^{\beta}\Bigr)
+      = -\frac{2}{\beta}\log\sigma\bigl(-\beta\lambda\bigr)
+      = \frac{2}{\beta}\,\mathrm{softplus}(\beta\lambda),
+
+  :math:`\lambda = \log\pi_\theta(y) - \log\pi_{\text{ref}}(y)`. Computed in
+  log space with ``softplus``: finite value and gradient for any finite
+  input (the ratio :math:`(\pi_\theta/\pi_{\text{ref}})^\beta` is never
+  formed). As :math:`\beta \to 0` the loss tends to
+  :math:`\lambda + 2\log 2/\beta`, i.e. gradient ascent on the forget NLL up
+  to a constant. Returned per example; average it over the forget set with
+  :func:`jaxkit.masked_mean` (the paper's :math:`\mathbb{E}`).
+
+  Args:
+    policy_logps: ``[B]`` summed policy log-probabilities of the forget
+      samples (any shape, both equal).
+    ref_logps: ``[B]`` summed reference-model log-probabilities of the same
+      samples.
+    beta: positive inverse temperature :math:`\beta` (default 0.1).
+
+  Returns:
+    ``[B]`` per-example losses (float32 or wider).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxkit.losses import npo_loss
+    >>> loss = npo_loss(jnp.array([-10., -12.]), jnp.array([-10., -10.]),
+    ...                 beta=0.5)
+    >>> print([f"{float(v):.4f}" for v in loss])  # 4 softplus(0), 4 softplus(-1)
+    ['2.7726', '1.2530']
+
+  References:
+    Zhang, Lin, Bai, Mei, `Negative Preference Optimization: From
+    Catastrophic Collapse to Effective Unlearning
+    <https://arxiv.org/abs/2404.05868>`_, 2024.
+  """
+  _check_beta(beta)
+  (p, r), _ = _prepare((policy_logps, ref_logps),
+                       ("policy_logps", "ref_logps"))
+  return (2.0 / beta) * jax.nn.softplus(beta * (p - r))
+
+
+def madpo_default_weight(rm_margin: ArrayLike) -> jax.Array:
+  r"""The default MADPO instance weight :math:`w(\hat m) = 2\sigma(-\hat m)`.
+
+  Continuous, positive and decreasing: 1 at :math:`\hat m = 0` (plain DPO),
+  up to 2 for hard pairs (small or negative reward-model margin) and towards
+  0 for easy pairs (large margin). This is jaxkit's choice, *not* the exact
+  weight of the MADPO paper (which the catalog leaves to its repository); pass
+  ``weight_fn`` to :func:`madpo_loss` to use another one.
+
+  Args:
+    rm_margin: ``[B]`` reward-model margins :math:`r_\phi(y_c) - r_\phi(y_r)`.
+
+  Returns:
+    ``[B]`` weights in :math:`(0, 2)`.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxkit.losses import madpo_default_weight
+    >>> w = madpo_default_weight(jnp.array([-2., 0., 2.]))
+    >>> print([f"{float(v):.4f}" for v in w])
+    ['1.7616', '1.0000', '0.2384']
+  """
+  m = checks.check_floating(rm_margin, "rm_margin")
+  m = m.astype(checks.compute_dtype(m))
+  return 2.0 * jax.nn.sigmoid(-m)
+
+
+def madpo_loss(policy_chosen_logps: ArrayLike, policy_rejected_logps: ArrayLike,
+               ref_chosen_logps: ArrayLike, ref_rejected_logps: ArrayLike,
+               rm_margin: ArrayLike, *, beta: float = 0.1,
+               weight_fn: Callable[[jax.Array], jax.Array] | None = None
+               ) -> jax.Array:
+  r"""MADPO: DPO with reward-model-margin-adaptive instance weights.
+
+  Each pair's DPO loss is scaled by a weight of the margin
+  :math:`\hat m = r_\phi(x, y_c) - r_\phi(x, y_r)` estimated by a separately
+  trained reward model; the weight amplifies hard (small-margin) pairs and
+  dampens easy (large-margin) ones:
+
+  .. math::
+    \ell = w(\hat m)\cdot\bigl(-\log\sigma(\beta h)\bigr)
+         = w(\hat m)\,\mathrm{softplus}(-\beta h),
+
+  with the DPO margin :math:`h` (see :func:`dpo_loss`). The weight is
+  treated as data: ``jax.lax.stop_gradient`` is applied to it, so no
+  gradient flows into ``rm_margin``.
+
+  Assumption (the paper's exact :math:`w` is not in jaxkit's catalog, which
+  defers it to the authors' repository): the default ``weight_fn`` is
+  :func:`madpo_default_weight`, :math:`w(\hat m) = 2\sigma(-\hat m)` —
+  continuous, positive, decreasing, equal to 1 (plain DPO) at
+  :math:`\hat m = 0`. Pass the paper's weight (or any other) as
+  ``weight_fn``; it must map the ``[B]`` margins to ``[B]`` non-negative
+  weights.
+
+  Args:
+    policy_chosen_logps: ``[B]`` summed policy log-probabilities, chosen.
+    policy_rejected_logps: ``[B]`` summed policy log-probabilities, rejected.
+    ref_chosen_logps: ``[B]`` summed reference log-probabilities, chosen.
+    ref_rejected_logps: ``[B]`` summed reference log-probabilities, rejected.
+    rm_margin: ``[B]`` reward-model margins :math:`\hat m` (chosen minus
+      rejected reward).
+    beta: positive inverse temperature :math:`\beta` (default 0.1).
+    weight_fn: callable ``[B] -> [B]`` giving the instance weights
+      (default :func:`madpo_default_weight`).
+
+  Returns:
+    ``[B]`` per-pair weighted losses.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxkit.losses import madpo_loss
+    >>> loss = madpo_loss(jnp.array([-10., -10.]), jnp.array([-12., -12.]),
+    ...                   jnp.array([-11., -11.]), jnp.array([-11., -11.]),
+    ...                   jnp.array([0., 3.]), beta=0.5)
+    >>> print([f"{float(v):.4f}" for v in loss])  # softplus(-1) * (1, 2 sigmoid(-3))
+    ['0.3133', '0.0297']
+
+  References:
+    MADPO: Margin-Adaptive Direct Preference Optimization, 2025 (reference
+    implementation:
+    https://github.com/sitano1004/Margin-Apative-Direct-Preference-Optimization).
+
+    Rafailov et al., `Direct Preference Optimization: Your Language Model is
+    Secretly a Reward Model <https://arxiv.org/abs/2305.18290>`_, 2023.
+  """
+  _check_beta(beta)
+  if weight_fn is not None and not callable(weight_fn):
+    raise TypeError(
+        f"`weight_fn` must be a callable [B] -> [B] or None, got {weight_fn!r}.")
+  (pc, pr, rc, rr, m), dtype = _prepare(
+      (policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
+       ref_rejected_logps, rm_margin), _POLICY_NAMES + ("rm_margin",))
+  fn = madpo_default_weight if weight_fn is None else weight_fn
+  w = jnp.asarray(fn(m))
+  if w.shape != m.shape:
+    raise ValueError(
+        f"`weight_fn` must return the margins' shape {m.shape}, got "
+        f"{w.shape}.")
+  if not jnp.issubdtype(w.dtype, jnp.floating):
+    w = w.astype(dtype)
+  if checks.is_concrete(w) and np.any(np.asarray(w, np.float64) < 0):
+    raise ValueError(
+        f"`weight_fn` must return non-negative weights, got {np.asarray(w)}.")
+  w = jax.lax.stop_gradient(w.astype(dtype))
+  h = (pc - rc) - (pr - rr)
+  return w * jax.nn.softplus(-beta * h)
+
+
+def _soft_mask(mask, name, like):
+  """A [0, 1] token mask of exactly ``like``'s shape, or ones for ``None``."""
+  if mask is None:
+    return jnp.ones(like.shape, like.dtype)
+  if isinstance(mask, (bool, np.bool_)):
+    raise TypeError(f"`{name}` must be an array of weights in [0, 1], got a "
+                    "bool.")
+  arr = jnp.asarray(mask)
+  if not (jnp.issubdtype(arr.dtype, jnp.floating)
+          or jnp.issubdtype(arr.dtype, jnp.integer)
+          or jnp.issubdtype(arr.dtype, jnp.bool_)):
+    raise TypeError(f"`{name}` must be numeric, got dtype {arr.dtype}.")
+  checks.check_same_shape(like, arr, "token log-probabilities", name)
+  if checks.is_concrete(arr):
+    a = np.asarray(arr, np.float64)
+    if np.any(~np.isfinite(a)) or np.any(a < 0) or np.any(a > 1):
+      raise ValueError(
+          f"`{name}` must hold weights in [0, 1], got values in "
+          f"[{a.min()}, {a.max()}].")
+  return arr.astype(like.dtype)
+
+
+def _token_weighted_sum(values, weights, where):
+  # sum_t where * weights * values with masked entries never touching NaN/inf.
+  safe = jnp.where(where, values, 0.0)
+  return jnp.sum(jnp.where(where, weights * safe, 0.0), axis=-1)
+
+
+def sparse_po_loss(policy_chosen_token_logps: ArrayLike,
+                   policy_rejected_token_logps: ArrayLike,
+                   ref_chosen_token_logps: ArrayLike,
+                   ref_rejected_token_logps: ArrayLike, *,
+                   beta: float = 0.1,
+                   chosen_where: ArrayLike | None = None,
+                   rejected_where: ArrayLike | None = None,
+                   chosen_reward_mask: ArrayLike | None = None,
+                   rejected_reward_mask: ArrayLike | None = None,
+                   chosen_token_kl: ArrayLike | None = None,
+                   rejected_token_kl: ArrayLike | None = None,
+                   chosen_kl_mask: ArrayLike | None = None,
+                   rejected_kl_mask: ArrayLike | None = None) -> jax.Array:
+  r"""SparsePO: token-masked preference optimisation (TDPO-style).
+
+  Each token's reward (its log-ratio) and its KL contribution are weighted by
+  masks :math:`m_u, m_d \in [0, 1]`, so that only some tokens carry the
+  preference signal. With per-token log-ratios
+  :math:`\lambda_t = \log\pi(y_t\mid\cdot) - \log\pi_{\text{ref}}(y_t\mid\cdot)`
+  over the valid (``where``) tokens:
+
+  .. math::
+    u(y) = \beta\sum_t m_u(y, t)\,\lambda_t, \qquad
+    \delta = \beta\sum_t m_d(y_r, t)\,\mathrm{KL}_t(y_r)
+           - \beta\sum_t m_d(y_c, t)\,\mathrm{KL}_t(y_c), \\
+    \ell = -\log\sigma\bigl(u(y_c) - u(y_r) - \delta\bigr),
+
+  where :math:`\mathrm{KL}_t(y) = \mathrm{KL}(\pi_{\text{ref}}(\cdot\mid x,
+  y_{<t})\,\|\,\pi(\cdot\mid x, y_{<t}))` is TDPO's per-token sequential KL,
+  supplied by the caller (e.g. from full-vocabulary logits).
+
+  Assumptions (the catalog defers the exact objective and the mask model to
+  the paper): this is the TDPO-1 form with masks multiplying each token's
+  reward and KL terms; the masks are inputs (from reference-model
+  activations or a learned sparse head — neither is computed here, and no
+  sparsity penalty is added). Without ``*_token_kl`` the KL term is dropped
+  (:math:`\delta = 0`), and with all masks equal to 1 the loss is then
+  exactly :func:`dpo_loss` on the summed log-probabilities. The KL masks
+  default to the reward masks (the paper's "common mask" variant).
+
+  Padded tokens (``where`` false) never change the value or produce NaN
+  (double ``jnp.where``), and a pair with no valid token gets
+  :math:`\log 2`. bf16 inputs accumulate in float32.
+
+  Args:
+    policy_chosen_token_logps: ``[B, T_c]`` policy log-probabilities of the
+      chosen completion's tokens.
+    policy_rejected_token_logps: ``[B, T_r]`` same for the rejected one.
+    ref_chosen_token_logps: ``[B, T_c]`` reference log-probabilities, chosen.
+    ref_rejected_token_logps: ``[B, T_r]`` reference log-probabilities,
+      rejected.
+    beta: positive inverse temperature :math:`\beta` (default 0.1).
+    chosen_where: optional ``[B, T_c]`` (or ``[B, 1]``) boolean mask of
+      valid chosen tokens (default all).
+    rejected_where: optional ``[B, T_r]`` mask of valid rejected tokens.
+    chosen_reward_mask: optional ``[B, T_c]`` weights :math:`m_u \in [0, 1]`
+      (default ones).
+    rejected_reward_mask: optional ``[B, T_r]`` weights :math:`m_u`.
+    chosen_token_kl: optional ``[B, T_c]`` per-token KL of the chosen
+      completion; give both KL arrays or neither.
+    rejected_token_kl: optional ``[B, T_r]`` per-token KL, rejected.
+    chosen_kl_mask: optional ``[B, T_c]`` weights :math:`m_d \in [0, 1]`
+      (default: ``chosen_reward_mask``).
+    rejected_kl_mask: optional ``[B, T_r]`` weights :math:`m_d` (default:
+      ``rejected_reward_mask``).
+
+  Returns:
+    ``[B]`` per-pair losses.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxkit.losses import sparse_po_loss
+    >>> pc = jnp.array([[-1., -2., -3.]]); rc = jnp.array([[-2., -2., -2.]])
+    >>> pr = jnp.array([[-3., -1., -9.]]); rr = jnp.array([[-2., -2., -2.]])
+    >>> loss = sparse_po_loss(pc, pr, rc, rr, beta=1.0,
+    ...                       chosen_reward_mask=jnp.array([[1., 0., 0.]]),
+    ...                       rejected_reward_mask=jnp.array([[1., 0., 0.]]),
+    ...                       rejected_where=jnp.array([[1, 1, 0]]))
+    >>> print(f"{float(loss[0]):.4f}")  # softplus(-(1 - (-1)))
+    0.1269
+
+  References:
+    Christopoulou, Cardenas, Lampouras, Bou-Ammar, Wang, `SparsePO:
+    Controlling Preference Alignment of LLMs via Sparse Token Masks
+    <https://arxiv.org/abs/2410.05102>`_, 2024.
+
+    Zeng, Liu, Ma, Yang, Zhang, Wang, `Token-level Direct Preference
+    Optimization <https://arxiv.org/abs/2404.11999>`_, 2024 (TDPO).
+  """
+  _check_beta(beta)
+  (pc, rc), dtc = _prepare((policy_chosen_token_logps, ref_chosen_token_logps),
+                           ("policy_chosen_token_logps",
+                            "ref_chosen_token_logps"))
+  (pr, rr), dtr = _prepare(
+      (policy_rejected_token_logps, ref_rejected_token_logps),
+      ("policy_rejected_token_logps", "ref_rejected_token_logps"))
+  checks.check_rank(pc, 2, "policy_chosen_token_logps")
+  checks.check_rank(pr, 2, "policy_rejected_token_logps")
+  if pc.shape[0] != pr.shape[0]:
+    raise ValueError(
+        "`policy_chosen_token_logps` and `policy_rejected_token_logps` must "
+        f"have the same batch size, got {pc.shape} and {pr.shape}.")
+  dtype = jnp.promote_types(dtc, dtr)
+  pc, rc, pr, rr = (a.astype(dtype) for a in (pc, rc, pr, rr))
+  if (chosen_token_kl is None) != (rejected_token_kl is None):
+    raise ValueError(
+        "`chosen_token_kl` and `rejected_token_kl` must be given together, "
+        f"got chosen_token_kl={'None' if chosen_token_kl is None else 'array'}"
+        " and rejected_token_kl="
+        f"{'None' if rejected_token_kl is None else 'array'}.")
+  wc = checks.check_where(chosen_where, pc.shape, "chosen_where")
+  wr = checks.check_where(rejected_where, pr.shape, "rejected_where")
+  wc = jnp.ones(pc.shape, bool) if wc is None else wc
+  wr = jnp.ones(pr.shape, bool) if wr is None else wr
+  muc = _soft_mask(chosen_reward_mask, "chosen_reward_mask", pc)
+  mur = _soft_mask(rejected_reward_mask, "rejected_reward_mask", pr)
+  lam_c = jnp.where(wc, pc, 0.0) - jnp.where(wc, rc, 0.0)
+  lam_r = jnp.where(wr, pr, 0.0) - jnp.where(wr, rr, 0.0)
+  z = beta * (_token_weighted_sum(lam_c, muc, wc)
+              - _token_weighted_sum(lam_r, mur, wr))
+  if chosen_token_kl is not None:
+    klc = checks.check_floating(chosen_token_kl, "chosen_token_kl")
+    klr = checks.check_floating(rejected_token_kl, "rejected_token_kl")
+    checks.check_same_shape(pc, klc, "policy_chosen_token_logps",
+                            "chosen_token_kl")
+    checks.check_same_shape(pr, klr, "policy_rejected_token_logps",
+                            "rejected_token_kl")
+    mdc = (muc if chosen_kl_mask is None
+           else _soft_mask(chosen_kl_mask, "chosen_kl_mask", pc))
+    mdr = (mur if rejected_kl_mask is None
+           else _soft_mask(rejected_kl_mask, "rejected_kl_mask", pr))
+    delta = beta * (_token_weighted_sum(klr.astype(dtype), mdr, wr)
+                    - _token_weighted_sum(klc.astype(dtype), mdc, wc))
+    z = z - delta
+  elif chosen_kl_mask is not None or rejected_kl_mask is not None:
+    raise ValueError(
+        "`chosen_kl_mask` / `rejected_kl_mask` need `chosen_token_kl` and "
+        "`rejected_token_kl`, got None.")
+  return jax.nn.softplus(-z)
+
+
+def gradient_entanglement(chosen_grads, rejected_grads) -> dict[str, jax.Array]:
+  r"""Gradient-entanglement diagnostic for margin-based preference losses.
+
+  For a margin loss :math:`\ell(m)`, :math:`m = \beta(\log\pi_c -
+  \log\pi_r)`, decreasing in :math:`m`, a gradient step moves the parameters
+  by :math:`\eta c\,(g_c - g_r)` with :math:`c = -\ell'(m)\beta > 0` and
+  :math:`g = \nabla_\theta\log\pi`. To first order
+
+  .. math::
+    \Delta\log\pi_c \approx \eta c\,(\|g_c\|^2 - \langle g_c, g_r\rangle),
+    \qquad
+    \Delta\log\pi_r \approx \eta c\,(\langle g_c, g_r\rangle - \|g_r\|^2),
+
+  so the chosen log-probability *falls* when
+  :math:`\langle g_c, g_r\rangle > \|g_c\|^2` and the rejected one *rises*
+  when :math:`\langle g_c, g_r\rangle > \|g_r\|^2`. Only the plain-margin
+  conditions are reported; the paper's general conditions for weighted
+  margin objectives are not implemented.
+
+  Inputs are two gradients of the same structure: pytrees (e.g. from
+  ``jax.grad`` of the chosen and of the rejected sequence log-probability)
+  or flat arrays. Sums accumulate in float32 or wider. For per-example
+  statistics, ``jax.vmap`` over a leading batch axis.
+
+  Args:
+    chosen_grads: gradient pytree (or array) :math:`g_c` of
+      :math:`\log\pi(y_c)`.
+    rejected_grads: gradient pytree :math:`g_r` of :math:`\log\pi(y_r)`,
+      same structure and leaf shapes.
+
+  Returns:
+    A dict of scalars: ``inner_product`` :math:`\langle g_c, g_r\rangle`,
+    ``chosen_sq_norm`` :math:`\|g_c\|^2`, ``rejected_sq_norm``
+    :math:`\|g_r\|^2`, ``chosen_norm``, ``rejected_norm``, ``cosine``
+    (0 when either gradient is zero), and the booleans ``chosen_decreases``
+    and ``rejected_increases``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxkit.losses import gradient_entanglement
+    >>> s = gradient_entanglement({"w": jnp.array([1., 0.])},
+    ...                           {"w": jnp.array([2., 1.])})
+    >>> print(f"{float(s['inner_product']):.1f} {float(s['cosine']):.4f}")
+    2.0 0.8944
+    >>> print(bool(s["chosen_decreases"]), bool(s["rejected_increases"]))
+    True False
+
+  References:
+    Yuan, Jin, Zhang, Zhang, Liu, Zhong, `A Common Pitfall of Margin-based
+    Language Model Alignment: Gradient Entanglement
+    <https://arxiv.org/abs/2410.13828>`_, 2024.
+  """
+  tc = jax.tree.structure(chosen_grads)
+  tr = jax.tree.structure(rejected_grads)
+  if tc != tr:
+    raise ValueError(
+        "`chosen_grads` and `rejected_grads` must have the same pytree "
+        f"structure, got {tc} and {tr}.")
+  lc = [checks.check_floating(x, "chosen_grads")
+        for x in jax.tree.leaves(chosen_grads)]
+  lr = [checks.check_floating(x, "rejected_grads")
+        for x in jax.tree.leaves(rejected_grads)]
+  if not lc:
+    raise ValueError("`chosen_grads` must hold at least one array, got an "
+                     "empty pytree.")
+  for a, b in zip(lc, lr):
+    checks.check_same_shape(a, b, "chosen_grads", "rejected_grads")
+  dtype = checks.compute_dtype(*lc, *lr)
+  lc = [a.astype(dtype) for a in lc]
+  lr = [b.astype(dtype) for b in lr]
+  inner = sum(jnp.vdot(a, b) for a, b in zip(lc, lr))
+  nc = sum(jnp.vdot(a, a) for a in lc)
+  nr = sum(jnp.vdot(b, b) for b in lr)
+  ok = (nc > 0) & (nr > 0)
+  cosine = jnp.where(
+      ok, inner / (jnp.sqrt(jnp.where(ok, nc, 1.0))
+                   * jnp.sqrt(jnp.where(ok, nr, 1.0))), 0.0)
+  return {
+      "inner_product": inner,
+      "chosen_sq_norm": nc,
+      "rejected_sq_norm": nr,
+      "chosen_norm": jnp.sqrt(nc),
+      "rejected_norm": jnp.sqrt(nr),
+      "cosine": jnp.clip(cosine, -1.0, 1.0),
+      "chosen_decreases": inner > nc,
+      "rejected_increases": inner > nr,
+  }

@@ -397,3 +397,388 @@ def test_bad_inputs():
     P.orpo_loss(pc, pr, chosen_lengths=np.ones(B, bool), rejected_lengths=lr)
   with pytest.raises(ValueError, match="rejected_lengths"):
     P.ipo_loss(pc, pr, rc, rr, beta=0.1, chosen_lengths=lc)
+
+
+# ----------------------------------------------------------------------------
+# NPO, MADPO, SparsePO, gradient entanglement (numpy float64 oracles written
+# from the catalog formulas; never the code under test).
+# ----------------------------------------------------------------------------
+
+
+def np_npo(p, r, beta):
+  # (2/beta) log(1 + (pi/pi_ref)^beta) = -(2/beta) log sigmoid(-beta lr).
+  return -(2.0 / beta) * _logsigmoid(-beta * (p - r))
+
+
+def np_madpo(pc, pr, rc, rr, m, beta, w=None):
+  w = 2.0 / (1.0 + np.exp(m)) if w is None else w
+  return w * -_logsigmoid(beta * ((pc - rc) - (pr - rr)))
+
+
+def np_sparse_po(pc, pr, rc, rr, beta, wc, wr, muc, mur, klc=None, klr=None,
+                 mdc=None, mdr=None):
+  # Loop over pairs and valid tokens: u_w - u_l - delta, TDPO-1 with masks.
+  out = []
+  for b in range(pc.shape[0]):
+    u_c = sum(beta * muc[b, t] * (pc[b, t] - rc[b, t])
+              for t in range(pc.shape[1]) if wc[b, t])
+    u_r = sum(beta * mur[b, t] * (pr[b, t] - rr[b, t])
+              for t in range(pr.shape[1]) if wr[b, t])
+    delta = 0.0
+    if klc is not None:
+      delta = (sum(beta * mdr[b, t] * klr[b, t]
+                   for t in range(pr.shape[1]) if wr[b, t])
+               - sum(beta * mdc[b, t] * klc[b, t]
+                     for t in range(pc.shape[1]) if wc[b, t]))
+    out.append(-_logsigmoid(np.float64(u_c - u_r - delta)))
+  return np.array(out)
+
+
+def _token_inputs(seed, t_c=7, t_r=5):
+  rng = np.random.default_rng(seed)
+  pc = -rng.uniform(0.1, 5, (B, t_c)).astype(np.float32)
+  rc = -rng.uniform(0.1, 5, (B, t_c)).astype(np.float32)
+  pr = -rng.uniform(0.1, 5, (B, t_r)).astype(np.float32)
+  rr = -rng.uniform(0.1, 5, (B, t_r)).astype(np.float32)
+  wc = np.arange(t_c)[None] < rng.integers(0, t_c + 1, B)[:, None]
+  wr = np.arange(t_r)[None] < rng.integers(1, t_r + 1, B)[:, None]
+  wc[0] = False  # one fully padded chosen row
+  muc = rng.uniform(0, 1, (B, t_c)).astype(np.float32)
+  mur = rng.uniform(0, 1, (B, t_r)).astype(np.float32)
+  klc = rng.uniform(0, 2, (B, t_c)).astype(np.float32)
+  klr = rng.uniform(0, 2, (B, t_r)).astype(np.float32)
+  mdc = rng.uniform(0, 1, (B, t_c)).astype(np.float32)
+  mdr = rng.uniform(0, 1, (B, t_r)).astype(np.float32)
+  return dict(pc=pc, pr=pr, rc=rc, rr=rr, wc=wc, wr=wr, muc=muc, mur=mur,
+              klc=klc, klr=klr, mdc=mdc, mdr=mdr)
+
+
+def _sparse(d, beta=0.5, kl=True, kl_masks=True):
+  return P.sparse_po_loss(
+      d["pc"], d["pr"], d["rc"], d["rr"], beta=beta, chosen_where=d["wc"],
+      rejected_where=d["wr"], chosen_reward_mask=d["muc"],
+      rejected_reward_mask=d["mur"],
+      chosen_token_kl=d["klc"] if kl else None,
+      rejected_token_kl=d["klr"] if kl else None,
+      chosen_kl_mask=d["mdc"] if kl and kl_masks else None,
+      rejected_kl_mask=d["mdr"] if kl and kl_masks else None)
+
+
+@pytest.mark.parametrize("beta", [0.05, 0.1, 1.0])
+def test_npo_matches_oracle(beta):
+  pc, _, rc, _ = _logps(20)
+  got = jax.jit(lambda a, b: P.npo_loss(a, b, beta=beta))(pc, rc)
+  np.testing.assert_allclose(got, np_npo(*_f64(pc, rc), beta), rtol=1e-5,
+                             atol=1e-6)
+  # Direct (2/beta) log(1 + ratio^beta) in float64 at moderate ratios.
+  p, r = _f64(pc, rc)
+  np.testing.assert_allclose(
+      got, (2 / beta) * np.log1p(np.exp(p - r) ** beta), rtol=1e-5, atol=1e-6)
+
+
+def test_npo_small_beta_tends_to_gradient_ascent():
+  pc, _, rc, _ = _logps(21)
+  g = jax.grad(lambda a: jnp.sum(P.npo_loss(a, rc, beta=1e-4)))(pc)
+  # d/d lr = 2 sigmoid(beta lr) = 1 + beta lr / 2 + O(beta^3), |lr| < 50.
+  np.testing.assert_allclose(g, 1.0, rtol=3e-3)
+
+
+@pytest.mark.parametrize("beta", [0.1, 0.5])
+def test_madpo_matches_oracle(beta):
+  x = _logps(22)
+  m = np.random.default_rng(22).normal(0, 3, B).astype(np.float32)
+  got = jax.jit(lambda *a: P.madpo_loss(*a, beta=beta))(*x, m)
+  np.testing.assert_allclose(got, np_madpo(*_f64(*x, m), beta), rtol=1e-5,
+                             atol=1e-6)
+  wfn = lambda mm: jnp.exp(-jnp.abs(mm))
+  got = P.madpo_loss(*x, m, beta=beta, weight_fn=wfn)
+  w = np.exp(-np.abs(m.astype(np.float64)))
+  np.testing.assert_allclose(got, np_madpo(*_f64(*x, m), beta, w), rtol=1e-5,
+                             atol=1e-6)
+  # Constant weight 1 is plain DPO; no gradient reaches rm_margin.
+  got = P.madpo_loss(*x, m, beta=beta, weight_fn=jnp.ones_like)
+  np.testing.assert_allclose(got, trl_dpo(*_f64(*x), beta), rtol=1e-5,
+                             atol=1e-6)
+  g = jax.grad(lambda mm: jnp.sum(P.madpo_loss(*x, mm, beta=beta)))(m)
+  np.testing.assert_array_equal(g, 0.0)
+
+
+@pytest.mark.parametrize("kl,kl_masks", [(False, False), (True, False),
+                                         (True, True)])
+def test_sparse_po_matches_oracle(kl, kl_masks):
+  d = _token_inputs(23)
+  got = jax.jit(lambda dd: _sparse(dd, 0.5, kl, kl_masks))(d)
+  f = {k: np.asarray(v, np.float64) for k, v in d.items()}
+  want = np_sparse_po(
+      f["pc"], f["pr"], f["rc"], f["rr"], 0.5, d["wc"], d["wr"], f["muc"],
+      f["mur"], f["klc"] if kl else None, f["klr"] if kl else None,
+      (f["mdc"] if kl_masks else f["muc"]),
+      (f["mdr"] if kl_masks else f["mur"]))
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_sparse_po_unmasked_equals_dpo_and_padding_is_inert():
+  d = _token_inputs(24, t_c=6, t_r=6)
+  pc, pr, rc, rr = d["pc"], d["pr"], d["rc"], d["rr"]
+  got = P.sparse_po_loss(pc, pr, rc, rr, beta=0.3)
+  want = trl_dpo(*_f64(pc.sum(1), pr.sum(1), rc.sum(1), rr.sum(1)), 0.3)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  # Garbage (inf / nan) in padded positions changes neither value nor grads.
+  bad = {k: v.copy() for k, v in d.items()}
+  for k, w in (("pc", "wc"), ("rc", "wc"), ("klc", "wc"), ("pr", "wr"),
+               ("rr", "wr"), ("klr", "wr")):
+    bad[k][~d[w]] = -np.inf if k in ("pc", "pr") else np.nan
+  np.testing.assert_allclose(_sparse(bad), _sparse(d), rtol=1e-6)
+  grads = jax.grad(lambda a, b: jnp.sum(P.sparse_po_loss(
+      a, b, bad["rc"], bad["rr"], beta=0.5, chosen_where=d["wc"],
+      rejected_where=d["wr"], chosen_token_kl=bad["klc"],
+      rejected_token_kl=bad["klr"])), argnums=(0, 1))(bad["pc"], bad["pr"])
+  for g, w in zip(grads, (d["wc"], d["wr"])):
+    assert np.all(np.isfinite(np.asarray(g)))
+    np.testing.assert_array_equal(np.asarray(g)[~w], 0.0)
+  # A pair with no valid token at all gives log 2.
+  none = np.zeros_like(d["wc"])
+  got = P.sparse_po_loss(pc, pr, rc, rr, chosen_where=none,
+                         rejected_where=np.zeros_like(d["wr"]))
+  np.testing.assert_allclose(got, math.log(2.0), rtol=1e-6)
+
+
+def test_sparse_po_per_row_where():
+  d = _token_inputs(25)
+  keep = np.ones((B, 1), bool)
+  keep[3] = False
+  got = P.sparse_po_loss(d["pc"], d["pr"], d["rc"], d["rr"], beta=0.2,
+                         chosen_where=keep, rejected_where=keep)
+  assert np.isclose(float(got[3]), math.log(2.0))
+
+
+def np_entanglement(gc, gr):
+  gc = np.concatenate([np.ravel(np.asarray(v, np.float64)) for v in gc])
+  gr = np.concatenate([np.ravel(np.asarray(v, np.float64)) for v in gr])
+  ip, nc, nr = gc @ gr, gc @ gc, gr @ gr
+  return ip, nc, nr, ip / math.sqrt(nc * nr)
+
+
+def test_gradient_entanglement_matches_oracle_on_pytrees():
+  rng = np.random.default_rng(26)
+  gc = {"a": rng.normal(size=(3, 4)).astype(np.float32),
+        "b": [rng.normal(size=5).astype(np.float32)]}
+  gr = {"a": (gc["a"] * 0.8 + rng.normal(size=(3, 4)) * 0.3).astype(
+      np.float32), "b": [rng.normal(size=5).astype(np.float32)]}
+  s = jax.jit(P.gradient_entanglement)(gc, gr)
+  ip, nc, nr, cos = np_entanglement(jax.tree.leaves(gc), jax.tree.leaves(gr))
+  np.testing.assert_allclose(s["inner_product"], ip, rtol=1e-5)
+  np.testing.assert_allclose(s["chosen_sq_norm"], nc, rtol=1e-5)
+  np.testing.assert_allclose(s["rejected_sq_norm"], nr, rtol=1e-5)
+  np.testing.assert_allclose(s["chosen_norm"], math.sqrt(nc), rtol=1e-5)
+  np.testing.assert_allclose(s["rejected_norm"], math.sqrt(nr), rtol=1e-5)
+  np.testing.assert_allclose(s["cosine"], cos, rtol=1e-5)
+  assert bool(s["chosen_decreases"]) == (ip > nc)
+  assert bool(s["rejected_increases"]) == (ip > nr)
+  # bf16 leaves accumulate in float32.
+  sb = P.gradient_entanglement(jax.tree.map(jnp.bfloat16, gc),
+                               jax.tree.map(jnp.bfloat16, gr))
+  assert sb["inner_product"].dtype == jnp.float32
+  np.testing.assert_allclose(sb["cosine"], cos, rtol=2e-2)
+
+
+def test_gradient_entanglement_predicts_first_order_movement():
+  # Toy softmax policy over 6 tokens; a sequence is 2 tokens (shared first
+  # token => entangled gradients). One small DPO step; compare the observed
+  # sign of the log-prob changes with the predicted conditions.
+  rng = np.random.default_rng(27)
+  theta = jnp.asarray(rng.normal(size=6), jnp.float32)
+  logp = lambda th, seq: jnp.sum(jax.nn.log_softmax(th)[jnp.asarray(seq)])
+  yc, yr = (0, 1), (0, 2)
+  gc = jax.grad(logp)(theta, yc)
+  gr = jax.grad(logp)(theta, yr)
+  s = P.gradient_entanglement(gc, gr)
+  loss = lambda th: P.dpo_loss(logp(th, yc)[None], logp(th, yr)[None],
+                               jnp.zeros(1), jnp.zeros(1), beta=1.0)[0]
+  new = theta - 1e-3 * jax.grad(loss)(theta)
+  d_c = float(logp(new, yc) - logp(theta, yc))
+  d_r = float(logp(new, yr) - logp(theta, yr))
+  assert (d_c < 0) == bool(s["chosen_decreases"])
+  assert (d_r > 0) == bool(s["rejected_increases"])
+  # Exact first-order prediction (c = -l'(m) beta = sigmoid(-m)).
+  m = float(logp(theta, yc) - logp(theta, yr))
+  c = 1e-3 / (1 + math.exp(m))
+  np.testing.assert_allclose(
+      d_c, c * float(s["chosen_sq_norm"] - s["inner_product"]), rtol=2e-2)
+  np.testing.assert_allclose(
+      d_r, c * float(s["inner_product"] - s["rejected_sq_norm"]), rtol=2e-2)
+
+
+def test_gradient_entanglement_zero_gradient_is_finite():
+  z = jnp.zeros(4)
+  s = P.gradient_entanglement(z, jnp.ones(4))
+  assert float(s["cosine"]) == 0.0
+  g = jax.grad(lambda a: P.gradient_entanglement(a, jnp.ones(4))["cosine"])(z)
+  assert np.all(np.isfinite(np.asarray(g)))
+
+
+NEW_LOSSES = {
+    "npo": lambda pc, pr, rc, rr: P.npo_loss(pc, rc, beta=0.1),
+    "npo_big_beta": lambda pc, pr, rc, rr: P.npo_loss(pr, rr, beta=2.0),
+    "madpo": lambda pc, pr, rc, rr: P.madpo_loss(
+        pc, pr, rc, rr, jnp.linspace(-2.0, 2.0, pc.shape[0]), beta=0.5),
+    "sparse_po": lambda pc, pr, rc, rr: P.sparse_po_loss(
+        jnp.stack([pc, pc / 2], 1), jnp.stack([pr, pr / 2], 1),
+        jnp.stack([rc, rc / 2], 1), jnp.stack([rr, rr / 2], 1), beta=0.5,
+        chosen_reward_mask=jnp.ones((pc.shape[0], 2)) * 0.7,
+        chosen_token_kl=jnp.abs(jnp.stack([pc, rc], 1)) * 0.01,
+        rejected_token_kl=jnp.abs(jnp.stack([pr, rr], 1)) * 0.01),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NEW_LOSSES))
+def test_new_losses_gradients_finite_difference(name):
+  rng = np.random.default_rng(28)
+  pc, pr = -rng.uniform(1, 3, (2, 4))
+  rc = pc + rng.uniform(-1, 1, 4)
+  rr = pr + rng.uniform(-1, 1, 4)
+  x = tuple(jnp.asarray(v, jnp.float32) for v in (pc, pr, rc, rr))
+  check_grads(lambda *a: jnp.sum(NEW_LOSSES[name](*a)), x, order=1,
+              modes=["rev"], atol=2e-2, rtol=2e-2, eps=1e-2)
+
+
+@pytest.mark.parametrize("lr_mag", [100.0, 1000.0])
+@pytest.mark.parametrize("name", sorted(NEW_LOSSES))
+def test_new_losses_finite_at_extremes(name, lr_mag):
+  x = _extreme_inputs(lr_mag)
+  fn = jax.jit(NEW_LOSSES[name])
+  assert np.all(np.isfinite(np.asarray(fn(*x))))
+  for g in jax.grad(lambda *a: jnp.sum(fn(*a)), argnums=(0, 1, 2, 3))(*x):
+    assert np.all(np.isfinite(np.asarray(g)))
+  if name == "npo":
+    want = np_npo(*_f64(x[0], x[2]), 0.1)
+    np.testing.assert_allclose(fn(*x), want, rtol=1e-5, atol=1e-6)
+  if name == "madpo":
+    want = np_madpo(*_f64(*x, np.linspace(-2, 2, len(x[0]))), 0.5)
+    np.testing.assert_allclose(fn(*x), want, rtol=1e-5, atol=1e-6)
+
+
+def test_new_losses_bf16_accumulate_in_f32():
+  x = tuple(jnp.asarray(v, jnp.bfloat16) for v in _logps(29))
+  x64 = [np.asarray(v.astype(jnp.float32), np.float64) for v in x]
+  got = jax.jit(lambda a, b: P.npo_loss(a, b, beta=0.2))(x[0], x[2])
+  assert got.dtype == jnp.float32
+  np.testing.assert_allclose(got, np_npo(x64[0], x64[2], 0.2), rtol=1e-5,
+                             atol=1e-5)
+  m = jnp.asarray(np.linspace(-3, 3, B), jnp.bfloat16)
+  got = P.madpo_loss(*x, m, beta=0.1)
+  assert got.dtype == jnp.float32
+  np.testing.assert_allclose(
+      got, np_madpo(*x64, np.asarray(m.astype(jnp.float32), np.float64), 0.1),
+      rtol=1e-5, atol=1e-5)
+  d = _token_inputs(29)
+  db = {k: (jnp.asarray(v, jnp.bfloat16) if v.dtype == np.float32 else v)
+        for k, v in d.items()}
+  got = _sparse(db)
+  assert got.dtype == jnp.float32
+  f = {k: (np.asarray(v.astype(jnp.float32), np.float64)
+           if v.dtype == jnp.bfloat16 else v) for k, v in db.items()}
+  want = np_sparse_po(f["pc"], f["pr"], f["rc"], f["rr"], 0.5, d["wc"],
+                      d["wr"], f["muc"], f["mur"], f["klc"], f["klr"],
+                      f["mdc"], f["mdr"])
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(NEW_LOSSES))
+def test_new_losses_sharded_equals_single_device(name):
+  x = _logps(30)
+  mesh = jax.make_mesh((8,), ("data",),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+  sh = jax.sharding.NamedSharding(mesh, jax.P("data"))
+  fn = NEW_LOSSES[name]
+  xs = [jax.device_put(v, sh) for v in x]
+  np.testing.assert_allclose(jax.jit(fn)(*xs), fn(*x), rtol=1e-6, atol=1e-7)
+
+
+def test_sparse_po_and_entanglement_sharded():
+  mesh = jax.make_mesh((8,), ("data",),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+  sh = jax.sharding.NamedSharding(mesh, jax.P("data"))
+  d = _token_inputs(31)
+  ds = {k: jax.device_put(v, sh) for k, v in d.items()}
+  np.testing.assert_allclose(jax.jit(_sparse)(ds), _sparse(d), rtol=1e-6,
+                             atol=1e-7)
+  rng = np.random.default_rng(31)
+  gc, gr = rng.normal(size=(2, 64)).astype(np.float32)
+  s = jax.jit(P.gradient_entanglement)(jax.device_put(gc, sh),
+                                       jax.device_put(gr, sh))
+  ip, nc, nr, cos = np_entanglement([gc], [gr])
+  np.testing.assert_allclose(s["inner_product"], ip, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(s["cosine"], cos, rtol=1e-5, atol=1e-6)
+
+
+def test_new_losses_vmap():
+  x = _logps(32)
+  fn = lambda a, b: P.npo_loss(a, b, beta=0.3)
+  np.testing.assert_allclose(jax.vmap(fn)(x[0], x[2]), fn(x[0], x[2]),
+                             rtol=1e-6)
+  rng = np.random.default_rng(32)
+  gc, gr = rng.normal(size=(2, 5, 7)).astype(np.float32)
+  per = jax.vmap(P.gradient_entanglement)(gc, gr)
+  assert per["cosine"].shape == (5,)
+  for i in range(5):
+    np.testing.assert_allclose(per["cosine"][i],
+                               np_entanglement([gc[i]], [gr[i]])[3],
+                               rtol=1e-5)
+
+
+def test_new_losses_bad_inputs():
+  pc, pr, rc, rr = _logps(33)
+  m = np.zeros(B, np.float32)
+  with pytest.raises(ValueError, match="ref_logps"):
+    P.npo_loss(pc, rc[:-1])
+  with pytest.raises(TypeError, match="policy_logps"):
+    P.npo_loss(pc.astype(np.int32), rc)
+  for beta in (0.0, -1.0):
+    with pytest.raises(ValueError, match="beta"):
+      P.npo_loss(pc, rc, beta=beta)
+    with pytest.raises(ValueError, match="beta"):
+      P.madpo_loss(pc, pr, rc, rr, m, beta=beta)
+  with pytest.raises(ValueError, match="rm_margin"):
+    P.madpo_loss(pc, pr, rc, rr, m[:-1])
+  with pytest.raises(TypeError, match="rm_margin"):
+    P.madpo_loss(pc, pr, rc, rr, m.astype(np.int32))
+  with pytest.raises(TypeError, match="weight_fn"):
+    P.madpo_loss(pc, pr, rc, rr, m, weight_fn=2.0)
+  with pytest.raises(ValueError, match="weight_fn"):
+    P.madpo_loss(pc, pr, rc, rr, m, weight_fn=lambda x: x[:-1])
+  with pytest.raises(ValueError, match="weight_fn"):
+    P.madpo_loss(pc, pr, rc, rr, m, weight_fn=lambda x: x - 1.0)
+  d = _token_inputs(33)
+  with pytest.raises(ValueError, match="policy_chosen_token_logps"):
+    P.sparse_po_loss(d["pc"][0], d["pr"][0], d["rc"][0], d["rr"][0])
+  with pytest.raises(ValueError, match="ref_rejected_token_logps"):
+    P.sparse_po_loss(d["pc"], d["pr"], d["rc"], d["rr"][:, :-1])
+  with pytest.raises(ValueError, match="batch size"):
+    P.sparse_po_loss(d["pc"], d["pr"][:-1], d["rc"], d["rr"][:-1])
+  with pytest.raises(ValueError, match="chosen_where"):
+    P.sparse_po_loss(d["pc"], d["pr"], d["rc"], d["rr"],
+                     chosen_where=d["wc"][:, 0])
+  with pytest.raises(ValueError, match="rejected_reward_mask"):
+    P.sparse_po_loss(d["pc"], d["pr"], d["rc"], d["rr"],
+                     rejected_reward_mask=d["mur"] * 2)
+  with pytest.raises(ValueError, match="chosen_reward_mask"):
+    P.sparse_po_loss(d["pc"], d["pr"], d["rc"], d["rr"],
+                     chosen_reward_mask=d["mur"])
+  with pytest.raises(ValueError, match="rejected_token_kl"):
+    P.sparse_po_loss(d["pc"], d["pr"], d["rc"], d["rr"],
+                     chosen_token_kl=d["klc"])
+  with pytest.raises(ValueError, match="chosen_token_kl"):
+    P.sparse_po_loss(d["pc"], d["pr"], d["rc"], d["rr"],
+                     chosen_token_kl=d["klr"], rejected_token_kl=d["klr"])
+  with pytest.raises(ValueError, match="chosen_token_kl"):
+    P.sparse_po_loss(d["pc"], d["pr"], d["rc"], d["rr"],
+                     chosen_kl_mask=d["mdc"])
+  with pytest.raises(ValueError, match="beta"):
+    P.sparse_po_loss(d["pc"], d["pr"], d["rc"], d["rr"], beta=0.0)
+  with pytest.raises(ValueError, match="structure"):
+    P.gradient_entanglement({"a": np.ones(3)}, {"b": np.ones(3)})
+  with pytest.raises(ValueError, match="rejected_grads"):
+    P.gradient_entanglement(np.ones(3), np.ones(4))
+  with pytest.raises(TypeError, match="chosen_grads"):
+    P.gradient_entanglement(np.ones(3, np.int32), np.ones(3))
