@@ -11,9 +11,16 @@ from jaxkit.losses.alignment import dph_rl_penalty
 from jaxkit.losses.alignment import fdpg_loss
 from jaxkit.losses.alignment import fdpg_pseudo_reward
 from jaxkit.losses.distillation import bd_kd_loss
+from jaxkit.losses.distillation import dhkd_loss
+from jaxkit.losses.distillation import dho_loss
+from jaxkit.losses.distillation import dho_predict
+from jaxkit.losses.distillation import fdistill_loss
 from jaxkit.losses.distillation import kd_loss
+from jaxkit.losses.distillation import margin_mse_loss
+from jaxkit.losses.distillation import nd_loss
 from jaxkit.losses.distillation import pld_loss
 from jaxkit.losses.distillation import sinkhorn_kd_loss
+from jaxkit.losses.distillation import teacher_class_means
 from jaxkit.losses.preference import dpo_loss
 from jaxkit.losses.preference import fdpo_loss
 from jaxkit.losses.preference import gradient_entanglement

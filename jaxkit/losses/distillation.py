@@ -463,3 +463,543 @@ def pld_loss(
                             axis=-1)
   suffix = jax.lax.cumlogsumexp(s_k, axis=s_k.ndim - 1, reverse=True)
   return jnp.sum(w_k * (suffix - s_k), axis=-1)
+
+
+def fdistill_loss(
+    x: ArrayLike,
+    score_teacher: ArrayLike,
+    score_fake: ArrayLike,
+    critic_logit: ArrayLike,
+    *,
+    divergence: str = "js",
+    alpha: float | None = None,
+    where: ArrayLike | None = None,
+    normalize: bool = True,
+) -> jax.Array:
+  r"""f-distill: pathwise surrogate of :math:`D_f(p_\mathrm{teacher}\|q_\theta)`.
+
+  One-step diffusion distillation by f-divergence distribution matching. For
+  the generator's reparameterised (noised) samples :math:`x_i`, the teacher
+  score :math:`s_p = \nabla_x\log p_t`, the fake (student) score
+  :math:`s_q = \nabla_x\log q_{\theta,t}` and a GAN critic whose logit
+  :math:`d_i` estimates :math:`\log r_i = \log p_t(x_i) - \log
+  q_{\theta,t}(x_i)` (the optimum of the logistic loss
+  :func:`jaxkit.divergences.density_ratio_logistic_loss`), this returns the
+  surrogate
+
+  .. math::
+    L(\theta) = -\frac1N\sum_i\sum_d \operatorname{sg}\!\big[\tilde h(r_i)
+      (s_p - s_q)(x_i)\big]_d\,x_{i,d}, \qquad h(r) = r^2 f''(r),\
+      r_i = e^{d_i},
+
+  whose gradient is the f-distill estimate of
+  :math:`\nabla_\theta D_f(p_t\|q_{\theta,t})`. It is a thin wrapper over
+  :func:`jaxkit.divergences.pathwise_surrogate` with ``log_r = critic_logit``
+  (see there for the derivation); :math:`h = 1` for ``'reverse_kl'``
+  (VSD / DMD), :math:`r` for ``'kl'``, :math:`r/(2(1+r))` for ``'js'`` (the
+  paper's best).
+
+  With ``normalize=True`` (default) the weights are divided by their mean
+  over the valid samples, :math:`\tilde h = h / \overline{h}`. Deviation: the
+  paper describes a *two-stage* normalisation of the weights whose exact
+  form our catalog does not record (seed_003 #4: "see reference"); we use
+  this single batch-mean normalisation, which rescales the exact gradient by
+  a positive batch-dependent factor. ``normalize=False`` gives the
+  unbiased estimate (given exact scores and log-ratios). The value of
+  :math:`L` is not the divergence — differentiate it.
+
+  Args:
+    x: ``[..., N, D]`` generator samples, differentiable w.r.t. the
+      generator's parameters (flatten images to ``D``).
+    score_teacher: ``[..., N, D]`` teacher scores :math:`s_p(x_i)` (no
+      gradient flows through them).
+    score_fake: ``[..., N, D]`` fake-score network outputs :math:`s_q(x_i)`.
+    critic_logit: ``[..., N]`` GAN critic logits :math:`d_i \approx \log
+      p_t(x_i)/q_{\theta,t}(x_i)` (no gradient flows through them).
+    divergence: generator name of :func:`jaxkit.divergences.get_generator`
+      (``'js'``, ``'kl'``, ``'reverse_kl'``, ``'pearson_chi2'``,
+      ``'squared_hellinger'``, ``'amari_alpha'``, ...); ``'tv'`` has
+      :math:`h = 0` and gives zero gradients.
+    alpha: the α of ``'amari_alpha'``.
+    where: optional ``[..., N]`` mask of valid samples.
+    normalize: divide the weights by their batch mean (see above).
+
+  Returns:
+    ``[...]`` surrogate losses (a scalar for ``[N, D]`` inputs).
+
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxkit.losses import fdistill_loss
+    >>> # teacher N(0, 1), student N(theta, 1): reverse KL = theta^2 / 2.
+    >>> z = jax.random.normal(jax.random.key(0), (100_000, 1))
+    >>> def loss(theta):
+    ...   x = theta + z
+    ...   logit = (-0.5 * x ** 2 + 0.5 * (x - theta) ** 2)[:, 0]  # ideal critic
+    ...   return fdistill_loss(x, -x, -(x - theta), logit,
+    ...                        divergence='reverse_kl', normalize=False)
+    >>> print(f"{float(jax.grad(loss)(0.5)):.2f}")
+    0.50
+
+  References:
+    Xu, Nie, Vahdat, `One-step Diffusion Models with f-Divergence Distribution
+    Matching <https://arxiv.org/abs/2502.15681>`_, 2025.
+  """
+  params = {} if alpha is None else {"alpha": alpha}
+  try:
+    gen = dv.get_generator(divergence, **params)
+  except ValueError as e:
+    raise ValueError(f"`divergence`: {e}") from None
+  try:
+    return dv.pathwise_surrogate(x, score_teacher, score_fake, critic_logit,
+                                 gen, where=where, normalize=normalize)
+  except ValueError as e:
+    msg = (str(e).replace("`score_p`", "`score_teacher`")
+           .replace("`score_q`", "`score_fake`")
+           .replace("`log_r`", "`critic_logit`"))
+    raise ValueError(msg) from None
+
+
+def _check_labels(labels, shape, num_classes, name="labels"):
+  labels = jnp.asarray(labels)
+  if not jnp.issubdtype(labels.dtype, jnp.integer):
+    raise TypeError(f"`{name}` must be integers, got dtype {labels.dtype}.")
+  if labels.shape != tuple(shape):
+    raise ValueError(
+        f"`{name}` must have shape {tuple(shape)}, got {labels.shape}.")
+  return labels
+
+
+def _check_label_range(labels, num_classes, mask, name="labels"):
+  if checks.is_concrete(labels) and (mask is None or checks.is_concrete(mask)):
+    ok = (labels >= 0) & (labels < num_classes)
+    if mask is not None:
+      ok = ok | ~mask
+    if not bool(jnp.all(ok)):
+      raise ValueError(
+          f"`{name}` must lie in [0, {num_classes}) at valid positions.")
+
+
+def _safe_norm(x):
+  """Euclidean norm over the last axis with a finite gradient at 0."""
+  sq = jnp.sum(jnp.square(x), axis=-1)
+  pos = sq > 0
+  return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), 0.0)
+
+
+def _ce(logits, labels):
+  """Per-row cross-entropy -log softmax(logits)[label] (labels in range)."""
+  logp = jax.nn.log_softmax(logits, axis=-1)
+  return -jnp.take_along_axis(logp, labels[..., None], axis=-1)[..., 0]
+
+
+def teacher_class_means(
+    teacher_emb: ArrayLike,
+    labels: ArrayLike,
+    num_classes: int,
+    *,
+    where: ArrayLike | None = None,
+) -> jax.Array:
+  r"""Per-class mean teacher embeddings :math:`c_k` for :func:`nd_loss`.
+
+  .. math::
+    c_k = \frac{\sum_i [y_i = k]\, t_i}{\max(1, \sum_i [y_i = k])}.
+
+  Classes without a (valid) sample get a zero mean.
+
+  Args:
+    teacher_emb: ``[N, D]`` teacher penultimate embeddings (the training set
+      or a large sample of it).
+    labels: ``[N]`` integer labels in ``[0, num_classes)``.
+    num_classes: number of classes :math:`C`.
+    where: optional ``[N]`` mask of valid rows.
+
+  Returns:
+    ``[C, D]`` class means.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxkit.losses import teacher_class_means
+    >>> t = jnp.array([[1.0, 0.0], [3.0, 2.0], [0.0, 1.0]])
+    >>> print(teacher_class_means(t, jnp.array([0, 0, 1]), 2))
+    [[2. 1.]
+     [0. 1.]]
+
+  References:
+    Wang, Cheng, Duan, Wang, Feng, Kong, `Improving Knowledge Distillation via
+    Regularizing Feature Norm and Direction
+    <https://arxiv.org/abs/2305.17007>`_, 2023.
+  """
+  t = checks.check_floating(teacher_emb, "teacher_emb")
+  checks.check_rank(t, 2, "teacher_emb")
+  if (isinstance(num_classes, bool) or not isinstance(num_classes, int)
+      or num_classes < 1):
+    raise ValueError(f"`num_classes` must be an int >= 1, got {num_classes!r}.")
+  labels = _check_labels(labels, t.shape[:1], num_classes)
+  mask = checks.check_where(where, t.shape[:1], "where")
+  _check_label_range(labels, num_classes, mask)
+  dtype = checks.compute_dtype(t)
+  onehot = jax.nn.one_hot(labels, num_classes, dtype=dtype)
+  if mask is not None:
+    onehot = jnp.where(mask[:, None], onehot, 0.0)
+    t = jnp.where(mask[:, None], t, 0.0)
+  sums = onehot.T @ t.astype(dtype)
+  counts = jnp.sum(onehot, axis=0)
+  return sums / jnp.maximum(counts, 1.0)[:, None]
+
+
+def nd_loss(
+    student_emb: ArrayLike,
+    teacher_emb: ArrayLike,
+    class_means: ArrayLike,
+    labels: ArrayLike,
+    *,
+    where: ArrayLike | None = None,
+) -> jax.Array:
+  r"""ND loss: push the student's feature norm and direction (KD++).
+
+  With :math:`\hat c_y = c_y/\|c_y\|` the unit teacher class-mean direction
+  of the example's label (see :func:`teacher_class_means`),
+
+  .. math::
+    \ell_i = 1 - \frac{\langle s_i, \hat c_{y_i}\rangle}
+      {\max(\|s_i\|, \|t_i\|)},
+
+  so a student embedding that is aligned with the class direction *and* at
+  least as long as the teacher's reaches the minimum 0. Used on top of a
+  logit KD loss (``kd_loss(...) + λ * nd_loss(...)``; the paper calls the
+  combination KD++). Not a divergence (an embedding-geometry loss).
+
+  Returns per-example values; the paper's scalar is their mean
+  (:func:`jaxkit.masked_mean`). Gradients reach ``student_emb`` and, through
+  the max, ``teacher_emb`` (stop the teacher's gradient yourself for a frozen
+  teacher); ``class_means`` are constants in the paper but not
+  stop-gradiented here. Zero vectors are handled without NaN: a zero class
+  mean gives direction 0 and a zero denominator gives :math:`\ell = 1`.
+
+  Args:
+    student_emb: ``[..., D]`` student penultimate embeddings (project them
+      to the teacher's dimension first if they differ).
+    teacher_emb: ``[..., D]`` teacher embeddings, same shape.
+    class_means: ``[C, D]`` teacher class means.
+    labels: ``[...]`` integer labels in ``[0, C)``.
+    where: optional ``[...]`` mask of valid examples (0 loss elsewhere, even
+      for junk embeddings / labels).
+
+  Returns:
+    ``[...]`` per-example losses.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxkit.losses import nd_loss
+    >>> means = jnp.array([[2.0, 0.0], [0.0, 3.0]])
+    >>> s = jnp.array([[1.0, 1.0], [0.0, 2.0]])
+    >>> t = jnp.array([[2.0, 0.0], [0.0, 1.0]])
+    >>> print(jnp.round(nd_loss(s, t, means, jnp.array([0, 1])), 4))
+    [0.5 0. ]
+
+  References:
+    Wang, Cheng, Duan, Wang, Feng, Kong, `Improving Knowledge Distillation via
+    Regularizing Feature Norm and Direction
+    <https://arxiv.org/abs/2305.17007>`_, 2023
+    (code: github.com/WangYZ1608/Knowledge-Distillation-via-ND).
+  """
+  s = checks.check_floating(student_emb, "student_emb")
+  t = checks.check_floating(teacher_emb, "teacher_emb")
+  c = checks.check_floating(class_means, "class_means")
+  if s.ndim < 1:
+    raise ValueError(
+        f"`student_emb` must have rank >= 1 ([..., D]), got shape {s.shape}.")
+  checks.check_same_shape(s, t, "student_emb", "teacher_emb")
+  if c.ndim != 2 or c.shape[1] != s.shape[-1]:
+    raise ValueError(
+        f"`class_means` must have shape [C, {s.shape[-1]}], got {c.shape}.")
+  labels = _check_labels(labels, s.shape[:-1], c.shape[0])
+  mask = checks.check_where(where, s.shape[:-1], "where")
+  _check_label_range(labels, c.shape[0], mask)
+  dtype = checks.compute_dtype(s, t, c)
+  s, t, c = s.astype(dtype), t.astype(dtype), c.astype(dtype)
+  labels = jnp.clip(labels, 0, c.shape[0] - 1)
+  if mask is not None:
+    s = jnp.where(mask[..., None], s, 0.0)
+    t = jnp.where(mask[..., None], t, 0.0)
+  c_norm = _safe_norm(c)
+  c_hat = c / jnp.where(c_norm > 0, c_norm, 1.0)[:, None]
+  dots = jnp.sum(s * c_hat[labels], axis=-1)
+  denom = jnp.maximum(_safe_norm(s), _safe_norm(t))
+  loss = 1.0 - dots / jnp.where(denom > 0, denom, 1.0)
+  return loss if mask is None else jnp.where(mask, loss, 0.0)
+
+
+def margin_mse_loss(
+    student_pos: ArrayLike,
+    student_neg: ArrayLike,
+    teacher_pos: ArrayLike,
+    teacher_neg: ArrayLike,
+    *,
+    where: ArrayLike | None = None,
+) -> jax.Array:
+  r"""Margin-MSE: match the student's and the teacher's score margins.
+
+  .. math::
+    \ell_i = \big((s^+_i - s^-_i) - (t^+_i - t^-_i)\big)^2,
+
+  for the relevance scores of a (query, positive, negative) triple. Only
+  margins are matched, so the loss is invariant to a per-model score offset
+  (cross-architecture ranking distillation). Returns per-triple values; the
+  paper's (and sentence-transformers' ``MarginMSELoss``) scalar is their mean
+  (:func:`jaxkit.masked_mean`).
+
+  Args:
+    student_pos: ``[...]`` student scores of the positive documents.
+    student_neg: ``[...]`` student scores of the negatives.
+    teacher_pos: ``[...]`` teacher scores of the positives.
+    teacher_neg: ``[...]`` teacher scores of the negatives.
+    where: optional ``[...]`` mask of valid triples.
+
+  Returns:
+    ``[...]`` per-triple losses (0 at masked positions).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxkit.losses import margin_mse_loss
+    >>> sp, sn = jnp.array([2.0, 1.0]), jnp.array([0.0, 1.5])
+    >>> tp, tn = jnp.array([13.0, 10.0]), jnp.array([10.0, 10.0])
+    >>> print(margin_mse_loss(sp, sn, tp, tn))
+    [1.   0.25]
+
+  References:
+    Hofstätter, Althammer, Schröder, Sertkan, Hanbury, `Improving Efficient
+    Neural Ranking Models with Cross-Architecture Knowledge Distillation
+    <https://arxiv.org/abs/2010.02666>`_, 2020.
+  """
+  names = ("student_pos", "student_neg", "teacher_pos", "teacher_neg")
+  arrs = [checks.check_floating(a, n) for a, n in
+          zip((student_pos, student_neg, teacher_pos, teacher_neg), names)]
+  for a, n in zip(arrs[1:], names[1:]):
+    checks.check_same_shape(arrs[0], a, names[0], n)
+  mask = checks.check_where(where, arrs[0].shape, "where")
+  dtype = checks.compute_dtype(*arrs)
+  sp, sn, tp, tn = (a.astype(dtype) for a in arrs)
+  diff = (sp - sn) - (tp - tn)
+  if mask is not None:
+    diff = jnp.where(mask, diff, 0.0)
+  return jnp.square(diff)
+
+
+def dhkd_loss(
+    student_logits: ArrayLike,
+    aux_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    temperature: float = 1.0,
+    ce_weight: float = 1.0,
+    kd_weight: float = 1.0,
+    logit_weight: float = 1.0,
+    where: ArrayLike | None = None,
+) -> jax.Array:
+  r"""Dual-head KD: probability-level KD on one head, logit-level on another.
+
+  Two classifier heads share the student backbone. The main head (used at
+  test time) gets cross-entropy plus the probability-level KD term
+  (:func:`kd_loss`, KL); the auxiliary head gets a logit-level loss against
+  the teacher's logits, so the two kinds of supervision no longer conflict
+  inside one head:
+
+  .. math::
+    \ell = w_\mathrm{ce}\,\mathrm{CE}(z_A, y)
+      + w_\mathrm{kd}\,\tau^2\,\mathrm{KL}\big(\mathrm{softmax}(z_T/\tau)\,\|\,
+        \mathrm{softmax}(z_A/\tau)\big)
+      + w_\mathrm{logit}\,\frac1C\sum_c (z_{B,c} - z_{T,c})^2.
+
+  **Assumptions** (our catalog, seed_000 #9, does not pin these down): the
+  logit-level loss is the MSE between the auxiliary logits and the teacher
+  logits averaged over the ``C`` classes (the catalog's example; it recalls
+  a sigmoid / "binary KL" form in the paper, which is not implemented), and
+  the three weights default to 1.
+
+  Args:
+    student_logits: ``[..., C]`` logits :math:`z_A` of the main head.
+    aux_logits: ``[..., C]`` logits :math:`z_B` of the auxiliary head.
+    teacher_logits: ``[..., C]`` teacher logits :math:`z_T` (wrap in
+      :func:`jax.lax.stop_gradient` for a frozen teacher).
+    labels: ``[...]`` integer labels in ``[0, C)``.
+    temperature: KD temperature :math:`\tau > 0`.
+    ce_weight: :math:`w_\mathrm{ce}`.
+    kd_weight: :math:`w_\mathrm{kd}`.
+    logit_weight: :math:`w_\mathrm{logit}`.
+    where: optional ``[...]`` mask of valid examples / tokens.
+
+  Returns:
+    ``[...]`` per-example losses (0 at masked positions).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxkit.losses import dhkd_loss
+    >>> a = jnp.array([[1.0, 0.0, -1.0]])
+    >>> b = jnp.array([[2.0, 0.0, -1.0]])
+    >>> t = jnp.array([[2.0, 0.0, -2.0]])
+    >>> print(jnp.round(dhkd_loss(a, b, t, jnp.array([0])), 4))
+    [0.8566]
+
+  References:
+    Yang, Zhou, Zhang, Gong, Li, Zhan, `Dual-Head Knowledge Distillation:
+    Enhancing Logits Utilization with an Auxiliary Head`, 2024 (paper catalog
+    seed_000 #9; arXiv id not recorded there).
+  """
+  for w, n in ((ce_weight, "ce_weight"), (kd_weight, "kd_weight"),
+               (logit_weight, "logit_weight")):
+    checks.check_scalar(w, n, nonnegative=True)
+  s, t = _check_logits(student_logits, teacher_logits)
+  b = checks.check_floating(aux_logits, "aux_logits")
+  checks.check_same_shape(s, b, "student_logits", "aux_logits")
+  labels = _check_labels(labels, s.shape[:-1], s.shape[-1])
+  mask = checks.check_where(where, s.shape[:-1], "where")
+  _check_label_range(labels, s.shape[-1], mask)
+  dtype = checks.compute_dtype(s, t, b)
+  kd = kd_loss(s, t, temperature=temperature, where=mask)
+  labels = jnp.clip(labels, 0, s.shape[-1] - 1)
+  sa = _tempered_log_softmax(s, mask, 1.0, dtype)
+  ce = -jnp.take_along_axis(sa, labels[..., None], axis=-1)[..., 0]
+  diff = b.astype(dtype) - t.astype(dtype)
+  if mask is not None:
+    diff = jnp.where(mask[..., None], diff, 0.0)
+  mse = jnp.mean(jnp.square(diff), axis=-1)
+  out = (jnp.asarray(ce_weight, dtype) * ce + jnp.asarray(kd_weight, dtype) * kd
+         + jnp.asarray(logit_weight, dtype) * mse)
+  return out if mask is None else jnp.where(mask, out, 0.0)
+
+
+def dho_loss(
+    sup_logits: ArrayLike,
+    kd_logits: ArrayLike,
+    labels: ArrayLike,
+    label_mask: ArrayLike,
+    teacher_probs: ArrayLike,
+    *,
+    temperature: float = 1.0,
+    where: ArrayLike | None = None,
+) -> jax.Array:
+  r"""DHO: dual-head semi-supervised KD (a CE head and a KD head).
+
+  Two linear heads on a shared backbone: the supervised head is trained
+  with cross-entropy on the labelled examples only, the KD head with the KL
+  from the (e.g. vision-language) teacher's probabilities on *all* examples:
+
+  .. math::
+    \ell = \frac{\sum_i m_i\,\mathrm{CE}(z^{\sup}_i, y_i)}{\sum_i m_i}
+      + \frac1N\sum_i \mathrm{KL}\big(p_{T,i}\,\|\,
+        \mathrm{softmax}(z^{kd}_i/\tau)\big),
+
+  with :math:`m` = ``label_mask`` and :math:`N` the number of valid examples
+  (``where``). The KL is :func:`jaxkit.divergences.kl`. Predict with
+  :func:`dho_predict`.
+
+  **Assumptions** (catalog seed_000 #26): no :math:`\tau^2` factor and no
+  weights between the two terms (as the catalog states the loss); the
+  teacher's probabilities are given already softened as the teacher defines
+  them. A batch with no labelled example has CE term 0 (finite gradients).
+
+  Args:
+    sup_logits: ``[B, C]`` logits of the supervised head.
+    kd_logits: ``[B, C]`` logits of the KD head.
+    labels: ``[B]`` integer labels (values at unlabelled rows are ignored).
+    label_mask: ``[B]`` bool / 0-1 flags of the labelled rows.
+    teacher_probs: ``[B, C]`` teacher probabilities (rows sum to 1; zeros
+      allowed).
+    temperature: temperature :math:`\tau > 0` of the KD head.
+    where: optional ``[B]`` mask of valid (non-padding) rows.
+
+  Returns:
+    A scalar loss.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxkit.losses import dho_loss
+    >>> zs = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> zk = jnp.array([[0.5, 0.0], [0.0, 0.0]])
+    >>> pt = jnp.array([[0.8, 0.2], [0.5, 0.5]])
+    >>> y, m = jnp.array([0, 0]), jnp.array([True, False])
+    >>> print(f"{float(dho_loss(zs, zk, y, m, pt)):.4f}")
+    0.3501
+
+  References:
+    Kang, Lee, Hwang, Lee, et al., `Simple yet Effective Semi-supervised
+    Knowledge Distillation from Vision-Language Models via Dual-Head
+    Optimization`, 2025 (paper catalog seed_000 #26; arXiv id not recorded
+    there).
+  """
+  checks.check_scalar(temperature, "temperature", positive=True)
+  zs, zk = _check_logits(sup_logits, kd_logits)
+  checks.check_rank(zs, 2, "sup_logits")
+  pt = checks.check_floating(teacher_probs, "teacher_probs")
+  checks.check_same_shape(zs, pt, "sup_logits", "teacher_probs")
+  n, c = zs.shape
+  labels = _check_labels(labels, (n,), c)
+  lm = jnp.asarray(label_mask)
+  if lm.shape != (n,):
+    raise ValueError(f"`label_mask` must have shape {(n,)}, got {lm.shape}.")
+  lm = lm.astype(bool)
+  mask = checks.check_where(where, (n,), "where")
+  valid = jnp.ones((n,), bool) if mask is None else mask
+  lab = lm & valid
+  _check_label_range(labels, c, lab)
+  if checks.is_concrete(pt) and bool(jnp.any(pt < 0)):
+    raise ValueError("`teacher_probs` must be nonnegative.")
+  dtype = checks.compute_dtype(zs, zk, pt)
+  log_pt = jnp.log(jnp.where(valid[:, None], pt.astype(dtype), 1.0 / c))
+  checks.check_log_normalized(log_pt, "teacher_probs")
+  labels = jnp.clip(labels, 0, c - 1)
+  ls = _tempered_log_softmax(zs, lab, 1.0, dtype)
+  ce = -jnp.take_along_axis(ls, labels[:, None], axis=-1)[:, 0]
+  ce_term = jnp.sum(jnp.where(lab, ce, 0.0)) / jnp.maximum(
+      jnp.sum(lab).astype(dtype), 1.0)
+  lk = _tempered_log_softmax(zk, valid, temperature, dtype)
+  kl = dv.kl(log_pt, lk, where=valid[:, None])
+  kl_term = jnp.sum(jnp.where(valid, kl, 0.0)) / jnp.maximum(
+      jnp.sum(valid).astype(dtype), 1.0)
+  return ce_term + kl_term
+
+
+def dho_predict(
+    sup_logits: ArrayLike,
+    kd_logits: ArrayLike,
+    *,
+    alpha: float = 0.5,
+    temperature: float = 1.0,
+) -> jax.Array:
+  r"""DHO inference: mix the two heads' probabilities.
+
+  .. math::
+    p = \alpha\,\mathrm{softmax}(z^{\sup}) + (1-\alpha)\,
+      \mathrm{softmax}(z^{kd}/\tau).
+
+  How the paper picks :math:`\alpha` and :math:`\tau` is not recorded in our
+  catalog (seed_000 #26: "see reference"); they are plain arguments here.
+
+  Args:
+    sup_logits: ``[..., C]`` supervised-head logits.
+    kd_logits: ``[..., C]`` KD-head logits.
+    alpha: mixing weight in ``[0, 1]``.
+    temperature: temperature :math:`\tau > 0` of the KD head.
+
+  Returns:
+    ``[..., C]`` probabilities (float32 or wider).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxkit.losses import dho_predict
+    >>> p = dho_predict(jnp.array([0.0, 0.0]), jnp.array([1.0, 0.0]), alpha=0.5)
+    >>> print(jnp.round(p, 4))
+    [0.6155 0.3845]
+
+  References:
+    As :func:`dho_loss`.
+  """
+  checks.check_scalar(alpha, "alpha", lower=0.0, upper=1.0)
+  checks.check_scalar(temperature, "temperature", positive=True)
+  zs, zk = _check_logits(sup_logits, kd_logits)
+  dtype = checks.compute_dtype(zs, zk)
+  a = jnp.asarray(alpha, dtype)
+  return (a * jax.nn.softmax(zs.astype(dtype), axis=-1)
+          + (1 - a) * jax.nn.softmax(zk.astype(dtype) / temperature, axis=-1))
