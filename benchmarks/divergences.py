@@ -28,7 +28,6 @@ excluded), with ``block_until_ready``.
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 
 import jax
@@ -37,25 +36,12 @@ import numpy as np
 import optax
 import ot
 
-from jaxkit.divergences.transport import sinkhorn_from_cost
-
-try:
-  from jaxkit.divergences.categorical import js as jk_js
-  from jaxkit.divergences.categorical import kl as jk_kl
-except ImportError:  # written in parallel; the OT part still runs
-  jk_kl = jk_js = None
+from benchmarks.timing import best_time
+from jaxkit.divergences import js as jk_js
+from jaxkit.divergences import kl as jk_kl
+from jaxkit.divergences import sinkhorn_from_cost
 
 TOL = 1e-5
-
-
-def _best(fn, repeats):
-  fn()  # warm-up / compile
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t0)
-  return min(times)
 
 
 def _block(fn):
@@ -65,9 +51,6 @@ def _block(fn):
 def bench_categorical(batch, vocab, repeats):
   print(f"\n## Categorical divergences on [{batch}, {vocab}] float32 "
         "log-probs (best of %d, ms)\n" % repeats)
-  if jk_kl is None:
-    print("jaxkit.divergences.categorical not available; skipped.")
-    return []
   k1, k2 = jax.random.split(jax.random.key(0))
   lp = jax.nn.log_softmax(jax.random.normal(k1, (batch, vocab)) * 2, -1)
   lq = jax.nn.log_softmax(jax.random.normal(k2, (batch, vocab)) * 2, -1)
@@ -88,8 +71,8 @@ def bench_categorical(batch, vocab, repeats):
   print("| loss | jaxkit ms | peer | peer ms | peer / jaxkit | max abs diff |")
   print("|---|---|---|---|---|---|")
   for name, ours, peer_name, peer in cases:
-    t_ours = _best(_block(lambda: ours(lp, lq)), repeats)
-    t_peer = _best(_block(lambda: peer(lp, lq)), repeats)
+    t_ours = best_time(_block(lambda: ours(lp, lq)), repeats)
+    t_peer = best_time(_block(lambda: peer(lp, lq)), repeats)
     diff = float(jnp.max(jnp.abs(ours(lp, lq) - peer(lp, lq))))
     print(f"| {name} | {t_ours*1e3:.1f} | {peer_name} | {t_peer*1e3:.1f} | "
           f"{t_peer / t_ours:.2f} | {diff:.1e} |")
@@ -130,7 +113,7 @@ def bench_sinkhorn(sizes, epsilons, repeats, slow_log_max_n):
 
       ours = jax.jit(lambda C, eps=eps: sinkhorn_from_cost(
           C, epsilon=eps, num_iters=100000, tol=TOL))
-      t = _best(_block(lambda: ours(Mj)), repeats)
+      t = best_time(_block(lambda: ours(Mj)), repeats)
       c, aux = ours(Mj)
       row["jaxkit (f32, auto)"] = (t, int(aux.num_iters),
                                    _l1_err(aux.plan, a, a), float(c))
@@ -141,13 +124,13 @@ def bench_sinkhorn(sizes, epsilons, repeats, slow_log_max_n):
           return ot.sinkhorn(a, a, M, eps, method=method, numItermax=100000,
                              stopThr=TOL / np.sqrt(n), log=True)
 
-      t = _best(lambda: pot("sinkhorn"), repeats)
+      t = best_time(lambda: pot("sinkhorn"), repeats)
       P, log = pot("sinkhorn")
       row["POT sinkhorn (f64 kernel)"] = (t, log["niter"] + 1,
                                           _l1_err(P, a, a),
                                           float(np.sum(P * M)))
       if n <= slow_log_max_n:
-        t = _best(lambda: pot("sinkhorn_log"), 1)
+        t = best_time(lambda: pot("sinkhorn_log"), 1)
         P, log = pot("sinkhorn_log")
         row["POT sinkhorn_log (f64)"] = (t, log["niter"] + 1,
                                          _l1_err(P, a, a),
@@ -156,7 +139,7 @@ def bench_sinkhorn(sizes, epsilons, repeats, slow_log_max_n):
       ott_fn = jax.jit(lambda C, eps=eps: linear.solve(
           geometry.Geometry(cost_matrix=C, epsilon=eps), a=aj, b=aj,
           threshold=TOL, norm_error=1, max_iterations=100000))
-      t = _best(_block(lambda: ott_fn(Mj).matrix), repeats)
+      t = best_time(_block(lambda: ott_fn(Mj).matrix), repeats)
       out = ott_fn(Mj)
       row["ott-jax linear.solve (f32)"] = (t, int(out.n_iters),
                                            _l1_err(out.matrix, a, a),

@@ -42,11 +42,12 @@ from __future__ import annotations
 import argparse
 import gc
 import math
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from benchmarks.timing import best_time
 
 from jaxkit.losses import dpo_loss, fdpo_loss, kd_loss, sequence_log_probs
 
@@ -64,16 +65,6 @@ FDPO_CASES = [
     ("js", 1.0),
     ("alpha", 0.5),
 ]
-
-
-def _best(fn, repeats):
-  fn()  # warm-up / compile
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t0)
-  return min(times)
 
 
 # ----------------------------------------------------------------------------
@@ -190,7 +181,7 @@ def bench(batch, length, vocab, repeats):
        d, a) for d, a in FDPO_CASES]
   for loss_name, label, div, alpha in cases:
     ours = _jax_pref_step(loss_name, div, alpha)
-    t_ours = _best(lambda: jax.block_until_ready(
+    t_ours = best_time(lambda: jax.block_until_ready(
         ours(logits, labels, ref_c, ref_r)), repeats)
     rows.append(_finish(
         label, t_ours, ours(logits, labels, ref_c, ref_r),
@@ -204,7 +195,7 @@ def bench(batch, length, vocab, repeats):
       np.float32)
   student, teacher = jnp.asarray(logits_np), jnp.asarray(teacher_np)
   ours = _jax_kd_step()
-  t_ours = _best(lambda: jax.block_until_ready(ours(student, teacher)),
+  t_ours = best_time(lambda: jax.block_until_ready(ours(student, teacher)),
                  repeats)
   rows.append(_finish(
       f"kd_loss(kl, τ={TAU:g})", t_ours, ours(student, teacher),
@@ -219,7 +210,7 @@ def _finish(label, t_ours, out_ours, torch_step, torch_args, repeats):
   if torch_step is None:
     print(f"| {label} | {t_ours*1e3:.1f} | — | — | — | — |", flush=True)
     return (label, t_ours, None)
-  t_torch = _best(lambda: torch_step(*torch_args), repeats)
+  t_torch = best_time(lambda: torch_step(*torch_args), repeats)
   t_value, t_grad = torch_step(*torch_args)
   dv = _rel_diff(value, t_value.numpy())
   dg = _rel_diff(grad, t_grad.numpy())

@@ -217,11 +217,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   task = config.task
   vocab, length = task["vocab"], task["length"]
   seeds = list(range(config.seeds))
-  arm_names = [arm["name"] for arm in config.arms]
-  for needed in ("reverse KL", "JS", "forward KL"):
-    if needed not in arm_names:
-      raise ValueError(f"config.arms must include {needed!r} (the claim's "
-                       f"arms), got {arm_names}")
+  arm_names = harness.arm_names(config, ("reverse KL", "JS", "forward KL"))
   kl_fn, reverse_kl_fn = fns[config.kl_fn], fns[config.reverse_kl_fn]
 
   def guard():

@@ -64,11 +64,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
   seeds = list(range(config.seeds))
-  arm_names = [arm["name"] for arm in config.arms]
-  for needed in ("reverse KL", "JS", "forward KL"):
-    if needed not in arm_names:
-      raise ValueError(f"config.arms must include {needed!r} (the claim's "
-                       f"arms), got {arm_names}")
+  arm_names = harness.arm_names(config, ("reverse KL", "JS", "forward KL"))
   loss_fn, kl_fn = fns[config.loss_fn], fns[config.kl_fn]
   opt = fns[config.optimizer_fn](learning_rate=config.learning_rate)
   compiler_options = dict(config.get("compiler_options", {})) or None

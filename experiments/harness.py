@@ -259,6 +259,16 @@ def resolve_config(config: Any) -> dict[str, Any]:
 # ----------------------------------------------------------------------------
 
 
+def arm_names(config: Any, required: Sequence[str] = ()) -> list[str]:
+  """Names of ``config.arms``; raises if an arm the claim compares is missing."""
+  names = [arm["name"] for arm in config.arms]
+  for needed in required:
+    if needed not in names:
+      raise ValueError(f"config.arms must include {needed!r} (the claim's "
+                       f"arms), got {names}")
+  return names
+
+
 def metric(name: str, per_seed: Mapping[str, Sequence[float]], *,
            description: str = "") -> dict[str, Any]:
   """Summarises one metric: per arm mean ± std over seeds and the raw values.
