@@ -71,6 +71,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from jaxkit._src import checks
@@ -164,7 +165,7 @@ def _weights(w, mask, name, dtype):
     if w.shape != mask.shape:
       raise ValueError(
           f"`{name}` must have shape {mask.shape}, got {w.shape}.")
-    if checks.is_concrete(w) and bool(jnp.any(w < 0)):
+    if checks.is_concrete(w) and np.any(np.asarray(w) < 0):
       raise ValueError(f"`{name}` must be non-negative.")
     w = jnp.where(mask, w.astype(dtype), 0.0)
   total = jnp.sum(w, axis=-1, keepdims=True)

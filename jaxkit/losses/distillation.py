@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxkit import divergences as dv
 from jaxkit._src import checks
@@ -279,7 +280,7 @@ def bd_kd_loss(
     raise ValueError(
         f"`forward_weight` must be a scalar or have shape {s.shape[:-1]} (the "
         f"logits' leading shape), got {w.shape}.")
-  if checks.is_concrete(w) and bool(jnp.any((w < 0) | (w > 1))):
+  if checks.is_concrete(w) and np.any((np.asarray(w) < 0) | (np.asarray(w) > 1)):
     raise ValueError("`forward_weight` must lie in [0, 1].")
   fwd = kd_loss(s, t, temperature=temperature, divergence="kl", where=where)
   rev = kd_loss(s, t, temperature=temperature, divergence="reverse_kl",
@@ -571,10 +572,12 @@ def _check_labels(labels, shape, num_classes, name="labels"):
 
 def _check_label_range(labels, num_classes, mask, name="labels"):
   if checks.is_concrete(labels) and (mask is None or checks.is_concrete(mask)):
-    ok = (labels >= 0) & (labels < num_classes)
+    # numpy, not jnp: inside jit, jnp ops on concrete values are still traced.
+    lab = np.asarray(labels)
+    ok = (lab >= 0) & (lab < num_classes)
     if mask is not None:
-      ok = ok | ~mask
-    if not bool(jnp.all(ok)):
+      ok = ok | ~np.asarray(mask)
+    if not np.all(ok):
       raise ValueError(
           f"`{name}` must lie in [0, {num_classes}) at valid positions.")
 
@@ -944,7 +947,7 @@ def dho_loss(
   valid = jnp.ones((n,), bool) if mask is None else mask
   lab = lm & valid
   _check_label_range(labels, c, lab)
-  if checks.is_concrete(pt) and bool(jnp.any(pt < 0)):
+  if checks.is_concrete(pt) and np.any(np.asarray(pt) < 0):
     raise ValueError("`teacher_probs` must be nonnegative.")
   dtype = checks.compute_dtype(zs, zk, pt)
   log_pt = jnp.log(jnp.where(valid[:, None], pt.astype(dtype), 1.0 / c))

@@ -599,3 +599,15 @@ def test_dho_matches_numpy_mask_bf16_sharding():
     dho_loss(*f32, np.full(16, 9), lm, pt)
   with pytest.raises(ValueError, match="alpha"):
     dho_predict(*f32, alpha=1.5)
+
+
+def test_value_checks_work_on_closed_over_constants_under_jit():
+  from jaxkit.losses import nd_loss, teacher_class_means
+  rng = np.random.default_rng(0)
+  t_emb = rng.normal(size=(12, 4)).astype(np.float32)
+  labels = np.arange(12) % 3
+  s_emb = rng.normal(size=(12, 4)).astype(np.float32)
+  means = jax.jit(lambda: teacher_class_means(t_emb, labels, 3))()
+  np.testing.assert_allclose(means, teacher_class_means(t_emb, labels, 3), rtol=1e-6)
+  out = jax.jit(lambda: nd_loss(s_emb, t_emb, means, labels))()
+  np.testing.assert_allclose(out, nd_loss(s_emb, t_emb, means, labels), rtol=1e-6)
