@@ -10,7 +10,6 @@ Seeds run in parallel (``jax.vmap``); each arm is one jitted ``lax.scan``.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from typing import Any
 
@@ -20,6 +19,8 @@ import numpy as np
 
 from experiments import harness
 from experiments.fdpo_divergence_diversity import make_task
+from experiments.fdpo_divergence_diversity import policy_metrics
+from experiments.fdpo_divergence_diversity import train_tabular_policy
 
 METRICS = ("expected reward", "KL(pi||pi_ref)", "entropy",
            "reward drop (peak - final)")
@@ -47,20 +48,6 @@ def make_noisy_task(key: jax.Array, task: dict[str, Any], *, fraction: float,
   return log_ref, reward, (x, chosen, rejected, samples, corrupted)
 
 
-def _policy_metrics(theta, log_ref, reward, kl_fn):
-  log_pi = jax.nn.log_softmax(theta, -1)
-  pi = jnp.exp(log_pi)
-  return {
-      "expected reward": jnp.mean(jnp.sum(pi * reward, -1)),
-      "KL(pi||pi_ref)": jnp.mean(kl_fn(log_ref, log_pi)),
-      "entropy": jnp.mean(-jnp.sum(pi * log_pi, -1)),
-  }
-
-
-def _std(v):
-  v = np.asarray(v)
-  return float(v.std(ddof=1)) if v.size > 1 else 0.0
-
 
 def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   """Trains every arm over all seeds; returns the result dict."""
@@ -73,18 +60,14 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   opt = fns[config.optimizer_fn](learning_rate=config.learning_rate)
   compiler_options = dict(config.get("compiler_options", {})) or None
 
-  def guard():
-    if config.transfer_guard:
-      return jax.transfer_guard(config.transfer_guard)
-    return contextlib.nullcontext()
 
   keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
   tasks = jax.jit(jax.vmap(functools.partial(
       make_noisy_task, task=dict(config.task), **config.noise)))
-  with guard():
+  with harness.transfer_guard(config):
     log_ref, reward, pairs = tasks(keys)
     ref_metrics = jax.jit(jax.vmap(
-        lambda lr, r: _policy_metrics(lr, lr, r, kl_fn)))(log_ref, reward)
+        lambda lr, r: policy_metrics(lr, lr, r, kl_fn)))(log_ref, reward)
 
   def make_train(arm):
     kw = dict(arm["kw"])
@@ -105,20 +88,9 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
       return jnp.mean(per)
 
     def train(log_ref, reward, pairs):
-      theta0 = log_ref
-
-      def step(carry, _):
-        theta, state = carry
-        value, g = jax.value_and_grad(loss)(theta, log_ref, pairs)
-        updates, state = opt.update(g, state, theta)
-        theta = theta + updates
-        m = _policy_metrics(theta, log_ref, reward, kl_fn)
-        return (theta, state), (value, m["expected reward"],
-                                m["KL(pi||pi_ref)"])
-
-      (theta, _), curve = jax.lax.scan(step, (theta0, opt.init(theta0)),
-                                       None, length=config.steps)
-      m = _policy_metrics(theta, log_ref, reward, kl_fn)
+      m, curve = train_tabular_policy(
+          loss, log_ref, reward, pairs, opt=opt, steps=config.steps,
+          kl_fn=kl_fn, curve_keys=("expected reward", "KL(pi||pi_ref)"))
       m["reward drop (peak - final)"] = (jnp.max(curve[1])
                                          - m["expected reward"])
       return m, curve
@@ -129,7 +101,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   curves = {}
   summary = {}
   for arm in config.arms:
-    with guard():
+    with harness.transfer_guard(config):
       m, curve = make_train(arm)(log_ref, reward, pairs)
     m, curve = jax.device_get((m, curve))
     curves[arm["name"]] = [np.asarray(c) for c in curve]
@@ -137,9 +109,9 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
     for k in METRICS:
       per_seed[k][arm["name"]] = np.asarray(m[k]).tolist()
     print(f"  {arm['name']:5s} reward {np.mean(m['expected reward']):.3f} ± "
-          f"{_std(m['expected reward']):.3f}  KL "
+          f"{harness.sample_std(m['expected reward']):.3f}  KL "
           f"{np.mean(m['KL(pi||pi_ref)']):.3f} ± "
-          f"{_std(m['KL(pi||pi_ref)']):.3f}  drop "
+          f"{harness.sample_std(m['KL(pi||pi_ref)']):.3f}  drop "
           f"{np.mean(m['reward drop (peak - final)']):.3f}", flush=True)
   ref_metrics = jax.device_get(ref_metrics)
   for k in METRICS[:3]:

@@ -9,7 +9,6 @@ run in parallel (``jax.vmap``); each (mode, arm) is one jitted ``lax.scan``.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 from typing import Any
@@ -179,10 +178,6 @@ def _train_sampled(config, fns, generators, xs, aligned):
   return train
 
 
-def _std(x) -> float:
-  x = np.asarray(x)
-  return float(x.std(ddof=1)) if x.size > 1 else 0.0
-
 
 def _check_claim(summary: dict[str, dict[str, float]], target: dict[str, float],
                  margin: float) -> list[tuple[str, bool]]:
@@ -220,10 +215,6 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   arm_names = harness.arm_names(config, ("reverse KL", "JS", "forward KL"))
   kl_fn, reverse_kl_fn = fns[config.kl_fn], fns[config.reverse_kl_fn]
 
-  def guard():
-    if config.transfer_guard:
-      return jax.transfer_guard(config.transfer_guard)
-    return contextlib.nullcontext()
 
   xs = jax.device_put(sequence_space(vocab, length))
   aligned = (xs[:, 0] == xs[:, 1]).astype(jnp.float32)
@@ -252,7 +243,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
     al = jax.vmap(lambda lp: jnp.sum(jnp.exp(lp) * aligned))(log_p)
     return log_p, al, ent
 
-  with guard():
+  with harness.transfer_guard(config):
     log_p, target_align, target_ent = targets(task_keys)
     theta0, uniforms = randomness(init_keys, sample_keys)
 
@@ -283,7 +274,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
         return m, curve
       return jax.vmap(one_arm)(jnp.arange(len(generators)))  # [A, S, ...]
 
-    with guard():
+    with harness.transfer_guard(config):
       m_all, curve_all = go(theta0, log_p, uniforms)
     m_all, curve_all = jax.device_get((m_all, curve_all))
     for a, arm in enumerate(config.arms):
@@ -294,9 +285,9 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
         per_seed.setdefault(f"{name} [{mode}]", {})[arm["name"]] = (
             m[name].tolist())
       print(f"  {mode:8s} {arm['name']:12s} alignment "
-            f"{np.mean(m['alignment']):.3f} ± {_std(m['alignment']):.3f}  "
+            f"{np.mean(m['alignment']):.3f} ± {harness.sample_std(m['alignment']):.3f}  "
             f"entropy {np.mean(m['entropy']):.3f} ± "
-            f"{_std(m['entropy']):.3f}", flush=True)
+            f"{harness.sample_std(m['entropy']):.3f}", flush=True)
 
   target_align, target_ent = jax.device_get((target_align, target_ent))
   target = dict(alignment=float(np.mean(target_align)),

@@ -9,7 +9,6 @@ Seeds run in parallel (``jax.vmap``); each arm is one jitted ``lax.scan``.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from typing import Any
 
@@ -44,7 +43,8 @@ def make_task(key: jax.Array, *, num_prompts: int, num_responses: int,
   return log_ref, reward, (x, chosen, rejected)
 
 
-def _policy_metrics(theta, log_ref, reward, kl_fn):
+def policy_metrics(theta, log_ref, reward, kl_fn):
+  """Expected hidden reward, entropy and KL(π‖π_ref), means over prompts."""
   log_pi = jax.nn.log_softmax(theta, -1)
   pi = jnp.exp(log_pi)
   return {
@@ -54,9 +54,27 @@ def _policy_metrics(theta, log_ref, reward, kl_fn):
   }
 
 
-def _std(v):
-  v = np.asarray(v)
-  return float(v.std(ddof=1)) if v.size > 1 else 0.0
+def train_tabular_policy(loss, log_ref, reward, pairs, *, opt, steps, kl_fn,
+                         curve_keys):
+  """Adam (``opt``) on tabular logits initialised at log π_ref, in one scan.
+
+  ``loss(theta, log_ref, pairs)`` is the scalar objective. Returns the final
+  :func:`policy_metrics` and the per-step curve ``(loss, *[metric[k] for k in
+  curve_keys])``.
+  """
+
+  def step(carry, _):
+    theta, state = carry
+    value, g = jax.value_and_grad(loss)(theta, log_ref, pairs)
+    updates, state = opt.update(g, state, theta)
+    theta = theta + updates
+    m = policy_metrics(theta, log_ref, reward, kl_fn)
+    return (theta, state), (value, *[m[k] for k in curve_keys])
+
+  (theta, _), curve = jax.lax.scan(step, (log_ref, opt.init(log_ref)), None,
+                                   length=steps)
+  return policy_metrics(theta, log_ref, reward, kl_fn), curve
+
 
 
 def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
@@ -69,17 +87,13 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   opt = fns[config.optimizer_fn](learning_rate=config.learning_rate)
   compiler_options = dict(config.get("compiler_options", {})) or None
 
-  def guard():
-    if config.transfer_guard:
-      return jax.transfer_guard(config.transfer_guard)
-    return contextlib.nullcontext()
 
   keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
   tasks = jax.jit(jax.vmap(functools.partial(make_task, **config.task)))
-  with guard():
+  with harness.transfer_guard(config):
     log_ref, reward, pairs = tasks(keys)
     ref_metrics = jax.jit(jax.vmap(
-        lambda lr, r: _policy_metrics(lr, lr, r, kl_fn)))(log_ref, reward)
+        lambda lr, r: policy_metrics(lr, lr, r, kl_fn)))(log_ref, reward)
 
   def make_train(arm):
     def loss(theta, log_ref, pairs):
@@ -91,19 +105,9 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
                               alpha=float(arm["alpha"])))
 
     def train(log_ref, reward, pairs):
-      theta0 = log_ref
-
-      def step(carry, _):
-        theta, state = carry
-        value, g = jax.value_and_grad(loss)(theta, log_ref, pairs)
-        updates, state = opt.update(g, state, theta)
-        theta = theta + updates
-        m = _policy_metrics(theta, log_ref, reward, kl_fn)
-        return (theta, state), (value, m["entropy"], m["expected reward"])
-
-      (theta, _), curve = jax.lax.scan(step, (theta0, opt.init(theta0)),
-                                       None, length=config.steps)
-      return _policy_metrics(theta, log_ref, reward, kl_fn), curve
+      return train_tabular_policy(
+          loss, log_ref, reward, pairs, opt=opt, steps=config.steps,
+          kl_fn=kl_fn, curve_keys=("entropy", "expected reward"))
 
     return jax.jit(jax.vmap(train), compiler_options=compiler_options)
 
@@ -111,7 +115,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   curves = {}
   summary = {}
   for arm in config.arms:
-    with guard():
+    with harness.transfer_guard(config):
       m, curve = make_train(arm)(log_ref, reward, pairs)
     m, curve = jax.device_get((m, curve))
     curves[arm["name"]] = [np.asarray(c) for c in curve]
@@ -119,8 +123,8 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
     for k in METRICS:
       per_seed[k][arm["name"]] = np.asarray(m[k]).tolist()
     print(f"  {arm['name']:11s} reward {np.mean(m['expected reward']):.3f} ± "
-          f"{_std(m['expected reward']):.3f}  entropy "
-          f"{np.mean(m['entropy']):.3f} ± {_std(m['entropy']):.3f}  "
+          f"{harness.sample_std(m['expected reward']):.3f}  entropy "
+          f"{np.mean(m['entropy']):.3f} ± {harness.sample_std(m['entropy']):.3f}  "
           f"KL {np.mean(m['KL(pi||pi_ref)']):.3f}", flush=True)
   ref_metrics = jax.device_get(ref_metrics)
   for k in METRICS:

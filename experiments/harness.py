@@ -30,6 +30,7 @@ to ``result.md``) and any other JSON-able key. The harness adds ``metric``
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib
 import importlib.util
@@ -269,6 +270,20 @@ def arm_names(config: Any, required: Sequence[str] = ()) -> list[str]:
   return names
 
 
+def sample_std(values: Any) -> float:
+  """Sample standard deviation (``ddof=1``) over seeds; 0 for one seed."""
+  v = np.asarray(values, dtype=np.float64).reshape(-1)
+  return float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def transfer_guard(config: Any):
+  """``jax.transfer_guard(config.transfer_guard)`` or a no-op when unset."""
+  import jax  # pylint: disable=g-import-not-at-top
+  if config.get("transfer_guard"):
+    return jax.transfer_guard(config.transfer_guard)
+  return contextlib.nullcontext()
+
+
 def metric(name: str, per_seed: Mapping[str, Sequence[float]], *,
            description: str = "") -> dict[str, Any]:
   """Summarises one metric: per arm mean ± std over seeds and the raw values.
@@ -287,7 +302,7 @@ def metric(name: str, per_seed: Mapping[str, Sequence[float]], *,
       raise ValueError(f"metric {name!r}: arm {arm!r} has no values")
     per_arm[arm] = dict(
         mean=float(v.mean()),
-        std=float(v.std(ddof=1)) if v.size > 1 else 0.0,
+        std=sample_std(v),
         per_seed=[float(x) for x in v])
   return dict(name=name, description=description, per_arm=per_arm)
 

@@ -9,7 +9,6 @@ its test accuracy after every step.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import jax
@@ -43,10 +42,6 @@ def _dense(p, x):
   return x @ p["w"] + p["b"]
 
 
-def _std(v):
-  v = np.asarray(v)
-  return float(v.std(ddof=1)) if v.size > 1 else 0.0
-
 
 def load_split(data_fn, *, train_size: int, split_seed: int):
   """Returns (x_train, y_train, x_test, y_test) as numpy arrays."""
@@ -76,10 +71,6 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   num_classes = int(max(ytr.max(), yte.max())) + 1
   dim = xtr.shape[1]
 
-  def guard():
-    if config.transfer_guard:
-      return jax.transfer_guard(config.transfer_guard)
-    return contextlib.nullcontext()
 
   xtr, ytr, xte, yte = jax.device_put((xtr, ytr, xte, yte))
   keys = jax.device_put(jax.vmap(jax.random.key)(jnp.asarray(seeds)))
@@ -115,7 +106,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
     return (t_logits, t_emb, means_fn(t_emb, ytr, num_classes),
             jnp.argmax(te_logits, -1), accuracy(te_logits, yte))
 
-  with guard():
+  with harness.transfer_guard(config):
     t_logits, t_emb, t_means, t_pred, t_acc = jax.jit(
         jax.vmap(train_teacher, in_axes=(0, None)),
         compiler_options=compiler_options)(keys, data)
@@ -179,7 +170,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   curves = {}
   summary = {}
   for arm in config.arms:
-    with guard():
+    with harness.transfer_guard(config):
       m, curve = make_train(arm)(keys, t_logits, t_emb, t_means, t_pred, data)
     m, curve = jax.device_get((m, curve))
     curves[arm["name"]] = [np.asarray(c) for c in curve]
@@ -187,12 +178,12 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
     for k in METRICS:
       per_seed[k][arm["name"]] = np.asarray(m[k]).tolist()
     acc = m["test accuracy"]
-    print(f"  {arm['name']:9s} test acc {np.mean(acc):.4f} ± {_std(acc):.4f}",
+    print(f"  {arm['name']:9s} test acc {np.mean(acc):.4f} ± {harness.sample_std(acc):.4f}",
           flush=True)
   t_acc = np.asarray(jax.device_get(t_acc))
   per_seed["test accuracy"]["teacher"] = t_acc.tolist()
   per_seed["agreement with teacher"]["teacher"] = [1.0] * len(seeds)
-  print(f"  {'teacher':9s} test acc {t_acc.mean():.4f} ± {_std(t_acc):.4f}",
+  print(f"  {'teacher':9s} test acc {t_acc.mean():.4f} ± {harness.sample_std(t_acc):.4f}",
         flush=True)
 
   acc = {a: summary[a]["test accuracy"] for a in arm_names}
@@ -216,7 +207,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   for i, a in enumerate(arm_names):
     v = per_seed["test accuracy"][a]
     ax.scatter([i] * len(v), v, color=f"C{i}", alpha=0.7)
-    ax.errorbar(i + 0.15, np.mean(v), yerr=_std(v), fmt="o", color="k",
+    ax.errorbar(i + 0.15, np.mean(v), yerr=harness.sample_std(v), fmt="o", color="k",
                 capsize=3)
   ax.axhline(t_acc.mean(), color="gray", ls="--", label="teacher (mean)")
   ax.set_xticks(range(len(arm_names)))
