@@ -20,6 +20,7 @@ import numpy as np
 from experiments import harness
 from experiments.fdpo_divergence_diversity import make_task
 from experiments.fdpo_divergence_diversity import policy_metrics
+from experiments.fdpo_divergence_diversity import train_arms
 from experiments.fdpo_divergence_diversity import train_tabular_policy
 
 METRICS = ("expected reward", "KL(pi||pi_ref)", "entropy",
@@ -97,22 +98,8 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
 
     return jax.jit(jax.vmap(train), compiler_options=compiler_options)
 
-  per_seed: dict[str, dict[str, list[float]]] = {m: {} for m in METRICS}
-  curves = {}
-  summary = {}
-  for arm in config.arms:
-    with harness.transfer_guard(config):
-      m, curve = make_train(arm)(log_ref, reward, pairs)
-    m, curve = jax.device_get((m, curve))
-    curves[arm["name"]] = [np.asarray(c) for c in curve]
-    summary[arm["name"]] = {k: float(np.mean(v)) for k, v in m.items()}
-    for k in METRICS:
-      per_seed[k][arm["name"]] = np.asarray(m[k]).tolist()
-    print(f"  {arm['name']:5s} reward {np.mean(m['expected reward']):.3f} ± "
-          f"{harness.sample_std(m['expected reward']):.3f}  KL "
-          f"{np.mean(m['KL(pi||pi_ref)']):.3f} ± "
-          f"{harness.sample_std(m['KL(pi||pi_ref)']):.3f}  drop "
-          f"{np.mean(m['reward drop (peak - final)']):.3f}", flush=True)
+  per_seed, curves, summary = train_arms(config, make_train,
+                                         (log_ref, reward, pairs), METRICS)
   ref_metrics = jax.device_get(ref_metrics)
   for k in METRICS[:3]:
     per_seed[k]["pi_ref"] = np.asarray(ref_metrics[k]).tolist()

@@ -77,6 +77,29 @@ def train_tabular_policy(loss, log_ref, reward, pairs, *, opt, steps, kl_fn,
 
 
 
+def train_arms(config, make_train, args, metric_names):
+  """Runs ``make_train(arm)(*args)`` for every arm (all seeds at once).
+
+  Returns ``(per_seed, curves, summary)``: ``per_seed[metric][arm]`` lists the
+  per-seed values of ``metric_names``, ``curves[arm]`` the per-step curves as
+  numpy arrays, and ``summary[arm][metric]`` the mean over seeds.
+  """
+  per_seed: dict[str, dict[str, list[float]]] = {m: {} for m in metric_names}
+  curves, summary = {}, {}
+  for arm in config.arms:
+    with harness.transfer_guard(config):
+      m, curve = make_train(arm)(*args)
+    m, curve = jax.device_get((m, curve))
+    curves[arm["name"]] = [np.asarray(c) for c in curve]
+    summary[arm["name"]] = {k: float(np.mean(v)) for k, v in m.items()}
+    for k in metric_names:
+      per_seed[k][arm["name"]] = np.asarray(m[k]).tolist()
+    print(f"  {arm['name']:11s} " + "  ".join(
+        f"{k} {np.mean(m[k]):.3f} ± {harness.sample_std(m[k]):.3f}"
+        for k in metric_names), flush=True)
+  return per_seed, curves, summary
+
+
 def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   """Trains every arm over all seeds; returns the result dict."""
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -111,21 +134,8 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
 
     return jax.jit(jax.vmap(train), compiler_options=compiler_options)
 
-  per_seed: dict[str, dict[str, list[float]]] = {m: {} for m in METRICS}
-  curves = {}
-  summary = {}
-  for arm in config.arms:
-    with harness.transfer_guard(config):
-      m, curve = make_train(arm)(log_ref, reward, pairs)
-    m, curve = jax.device_get((m, curve))
-    curves[arm["name"]] = [np.asarray(c) for c in curve]
-    summary[arm["name"]] = {k: float(np.mean(v)) for k, v in m.items()}
-    for k in METRICS:
-      per_seed[k][arm["name"]] = np.asarray(m[k]).tolist()
-    print(f"  {arm['name']:11s} reward {np.mean(m['expected reward']):.3f} ± "
-          f"{harness.sample_std(m['expected reward']):.3f}  entropy "
-          f"{np.mean(m['entropy']):.3f} ± {harness.sample_std(m['entropy']):.3f}  "
-          f"KL {np.mean(m['KL(pi||pi_ref)']):.3f}", flush=True)
+  per_seed, curves, summary = train_arms(config, make_train,
+                                         (log_ref, reward, pairs), METRICS)
   ref_metrics = jax.device_get(ref_metrics)
   for k in METRICS:
     per_seed[k]["pi_ref"] = np.asarray(ref_metrics[k]).tolist()
