@@ -652,12 +652,23 @@ def _from_logits(fn, *, name: str):
       "  entries excluded from the normalisation) and calls "
       f":func:`{fn.__name__}`. The result is\n"
       "  not multiplied by ``temperature**2`` (distillation losses do that).\n\n"
+      "  .. math::\n"
+      "    D\\big(\\mathrm{softmax}(z_p/\\tau)\\,\\|\\,"
+      "\\mathrm{softmax}(z_q/\\tau)\\big)\n\n"
+      "  Args and returns as for the log-probability version, with logits "
+      "``[..., V]`` in\n"
+      "  place of log-probabilities and a positive ``temperature``.\n\n"
       "  Examples:\n"
       "    >>> import jax.numpy as jnp\n"
       f"    >>> from jaxkit.divergences import {name}\n"
       "    >>> x = jnp.array([2.0, 0.0, -1.0])\n"
       f"    >>> print(f\"{{float({name}(x, x{_EXTRA_DOC_ARGS.get(fn.__name__, '')})):.4f}}\")\n"
-      "    0.0000\n")
+      "    0.0000\n\n"
+      "  References:\n"
+      f"    As for :func:`{fn.__name__}`; temperature-scaled softmax as in "
+      "Hinton, Vinyals, Dean,\n"
+      "    `Distilling the Knowledge in a Neural Network "
+      "<https://arxiv.org/abs/1503.02531>`_, 2015.\n")
   return wrapped
 
 

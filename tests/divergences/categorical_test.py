@@ -400,3 +400,16 @@ def test_normalisation_is_not_checked_under_jit():
   # Values are unknown at trace time; the eager check is documented as such.
   out = jax.jit(functools.partial(D.renyi, alpha=0.5))(LP + 0.1, LQ)
   assert out.shape == (4,)
+
+
+def test_from_logits_twins_match_scipy():
+  a = RNG.normal(size=(3, 6))
+  b = RNG.normal(size=(3, 6))
+  p, q = sps.softmax(a / 2, -1), sps.softmax(b / 2, -1)
+  np.testing.assert_allclose(D.kl_from_logits(a.astype(np.float32), b.astype(np.float32),
+                                              temperature=2.0),
+                             sps.rel_entr(p, q).sum(-1), rtol=1e-5)
+  np.testing.assert_allclose(D.js_from_logits(a.astype(np.float32), b.astype(np.float32),
+                                              temperature=2.0),
+                             [distance.jensenshannon(x, y) ** 2 for x, y in zip(p, q)],
+                             rtol=1e-5)
