@@ -155,8 +155,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   axes[1].legend(fontsize=7)
   harness.save_figure(fig, workdir, "aioli_mixing.png")
 
-  notes = ["## Checks (mean over seeds)", ""]
-  notes += [f"- [{'x' if ok else ' '}] {n}" for n, ok in checks]
+  notes = harness.checks_markdown(checks)
   notes += ["", f"Final mixtures (mean over seeds): {final_mix}."]
   return dict(
       name=config.name, claim=config.claim, arms=[dict(a) for a in config.arms],

@@ -154,8 +154,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   ax.set_xticklabels(allnames, fontsize=7)
   ax.set_ylabel("test accuracy")
   harness.save_figure(fig, workdir, "accuracy.png")
-  notes = ["## Checks (mean over seeds)", ""]
-  notes += [f"- [{'x' if ok else ' '}] {n}" for n, ok in checks]
+  notes = harness.checks_markdown(checks)
   notes += ["", f"MLP {' → '.join(map(str, sizes))}; every kernel {config.n}:"
             f"{config.m} along its input axis; {steps} steps per arm after "
             f"{config.dense_steps} dense steps."]

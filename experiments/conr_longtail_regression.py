@@ -149,8 +149,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   axes[1].set_title("per-bin test MAE", fontsize=9)
   harness.save_figure(fig, workdir, "mae_per_bin.png")
 
-  notes = ["## Checks (mean over seeds)", ""]
-  notes += [f"- [{'x' if ok else ' '}] {n}" for n, ok in checks]
+  notes = harness.checks_markdown(checks)
   notes += ["", f"Training counts per bin: {counts.tolist()} "
             f"({int(counts.sum())} examples); test: "
             f"{config.task['test_per_bin']} per bin. Few-shot bins have < "

@@ -18,10 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import harness
+from experiments.fdpo_divergence_diversity import add_reference
+from experiments.fdpo_divergence_diversity import draw_tasks
+from experiments.fdpo_divergence_diversity import jit_trainer
 from experiments.fdpo_divergence_diversity import make_task
-from experiments.fdpo_divergence_diversity import policy_metrics
 from experiments.fdpo_divergence_diversity import train_arms
-from experiments.fdpo_divergence_diversity import train_tabular_policy
 
 METRICS = ("expected reward", "KL(pi||pi_ref)", "entropy",
            "reward drop (peak - final)")
@@ -52,23 +53,14 @@ def make_noisy_task(key: jax.Array, task: dict[str, Any], *, fraction: float,
 
 def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   """Trains every arm over all seeds; returns the result dict."""
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
-  seeds = list(range(config.seeds))
   arm_names = harness.arm_names(config, ("DPO", "D2O"))
   dpo_fn, d2o_fn = fns[config.dpo_fn], fns[config.d2o_fn]
   kl_fn = fns[config.kl_fn]
   opt = fns[config.optimizer_fn](learning_rate=config.learning_rate)
-  compiler_options = dict(config.get("compiler_options", {})) or None
-
-
-  keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
-  tasks = jax.jit(jax.vmap(functools.partial(
-      make_noisy_task, task=dict(config.task), **config.noise)))
-  with harness.transfer_guard(config):
-    log_ref, reward, pairs = tasks(keys)
-    ref_metrics = jax.jit(jax.vmap(
-        lambda lr, r: policy_metrics(lr, lr, r, kl_fn)))(log_ref, reward)
+  seeds, task, ref_metrics = draw_tasks(config, functools.partial(
+      make_noisy_task, task=dict(config.task), **config.noise), kl_fn)
+  pairs = task[2]
 
   def make_train(arm):
     kw = dict(arm["kw"])
@@ -88,21 +80,17 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
                          f"got {arm['loss']!r}")
       return jnp.mean(per)
 
-    def train(log_ref, reward, pairs):
-      m, curve = train_tabular_policy(
-          loss, log_ref, reward, pairs, opt=opt, steps=config.steps,
-          kl_fn=kl_fn, curve_keys=("expected reward", "KL(pi||pi_ref)"))
+    def post(m, curve):
       m["reward drop (peak - final)"] = (jnp.max(curve[1])
                                          - m["expected reward"])
-      return m, curve
+      return m
 
-    return jax.jit(jax.vmap(train), compiler_options=compiler_options)
+    return jit_trainer(config, loss, opt=opt, kl_fn=kl_fn,
+                       curve_keys=("expected reward", "KL(pi||pi_ref)"),
+                       post=post)
 
-  per_seed, curves, summary = train_arms(config, make_train,
-                                         (log_ref, reward, pairs), METRICS)
-  ref_metrics = jax.device_get(ref_metrics)
-  for k in METRICS[:3]:
-    per_seed[k]["pi_ref"] = np.asarray(ref_metrics[k]).tolist()
+  per_seed, curves, summary = train_arms(config, make_train, task, METRICS)
+  add_reference(per_seed, ref_metrics, METRICS[:3])
   per_seed[METRICS[3]]["pi_ref"] = [0.0] * len(seeds)
   corrupted = float(np.mean(jax.device_get(pairs[4])))
 
@@ -126,18 +114,10 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
 
   metrics = [harness.metric(k, per_seed[k]) for k in METRICS]
 
-  fig, axes = plt.subplots(1, 3, figsize=(14, 3.5))
-  for i, a in enumerate(arm_names):
-    for ax, c, title in zip(axes, curves[a],
-                            ("loss", "E_π[r*]", "KL(π‖π_ref)")):
-      ax.plot(c.mean(0), color=f"C{i}", label=a)
-      ax.set_title(f"{title} during training (mean over seeds)", fontsize=9)
-      ax.set_xlabel("step")
-  axes[0].legend(fontsize=7)
-  harness.save_figure(fig, workdir, "training_curves.png")
+  harness.plot_curves(curves, arm_names,
+                      ("loss", "E_π[r*]", "KL(π‖π_ref)"), workdir)
 
-  notes = ["## Checks (mean over seeds)", ""]
-  notes += [f"- [{'x' if ok else ' '}] {name}" for name, ok in checks]
+  notes = harness.checks_markdown(checks)
   notes += ["", f"{corrupted:.1%} of the pairs had their chosen response "
             "replaced by a bad one. `pi_ref` is the initial policy (for "
             "scale). Only the first check decides `held`."]

@@ -123,8 +123,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   ax.set_ylabel("held-out precision")
   ax.legend(fontsize=7)
   harness.save_figure(fig, workdir, "precision.png")
-  notes = ["## Checks (mean over seeds)", ""]
-  notes += [f"- [{'x' if ok else ' '}] {n}" for n, ok in checks]
+  notes = harness.checks_markdown(checks)
   return dict(name=config.name, claim=config.claim,
               arms=[dict(a) for a in config.arms], metrics=metrics,
               headline="P@1", held=held, verdict=verdict,

@@ -155,8 +155,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
     ax.set_ylabel(m)
   axes[0].set_title("stdlib text pool: selection quality", fontsize=9)
   harness.save_figure(fig, workdir, "dsir_selection.png")
-  notes = ["## Checks (mean over seeds)", ""]
-  notes += [f"- [{'x' if ok else ' '}] {c}" for c, ok in checks]
+  notes = harness.checks_markdown(checks)
   notes += ["", f"Target: {len(target)} docstrings from the target files; "
             f"pool sources: {len(pool_prose)} docstring chunks, "
             f"{len(pool_code)} code chunks ({config.chunk_words} words each), "

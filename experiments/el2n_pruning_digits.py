@@ -120,8 +120,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   ax.set_title("digits MLP: score-based pruning (keep hard)", fontsize=9)
   ax.legend(fontsize=8)
   harness.save_figure(fig, workdir, "pruning_curve.png")
-  notes = ["## Checks (mean over seeds)", ""]
-  notes += [f"- [{'x' if ok else ' '}] {c}" for c, ok in checks]
+  notes = harness.checks_markdown(checks)
   notes += ["", f"Scores from {config.score_runs} runs × {config.score_steps} "
             f"Adam steps; final training {config.steps} steps."]
   return dict(name=config.name, claim=config.claim,

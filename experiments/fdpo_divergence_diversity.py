@@ -100,23 +100,54 @@ def train_arms(config, make_train, args, metric_names):
   return per_seed, curves, summary
 
 
+def draw_tasks(config, task_fn, kl_fn):
+  """Draws every seed's task (vmapped ``task_fn(key)``) and π_ref's metrics.
+
+  Returns ``(seeds, (log_ref, reward, pairs), ref_metrics)`` with
+  ``ref_metrics`` on the host.
+  """
+  seeds = list(range(config.seeds))
+  keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
+  with harness.transfer_guard(config):
+    log_ref, reward, pairs = jax.jit(jax.vmap(task_fn))(keys)
+    ref_metrics = jax.jit(jax.vmap(
+        lambda lr, r: policy_metrics(lr, lr, r, kl_fn)))(log_ref, reward)
+  return seeds, (log_ref, reward, pairs), jax.device_get(ref_metrics)
+
+
+def jit_trainer(config, loss, *, opt, kl_fn, curve_keys, post=None):
+  """The jitted, seed-vmapped :func:`train_tabular_policy` of one arm.
+
+  ``post(metrics, curve)`` may add metrics computed from the curves.
+  """
+
+  def train(log_ref, reward, pairs):
+    m, curve = train_tabular_policy(
+        loss, log_ref, reward, pairs, opt=opt, steps=config.steps,
+        kl_fn=kl_fn, curve_keys=curve_keys)
+    if post is not None:
+      m = post(m, curve)
+    return m, curve
+
+  compiler_options = dict(config.get("compiler_options", {})) or None
+  return jax.jit(jax.vmap(train), compiler_options=compiler_options)
+
+
+def add_reference(per_seed, ref_metrics, metric_names):
+  """Adds π_ref's per-seed metrics as the pseudo-arm ``pi_ref``."""
+  for k in metric_names:
+    per_seed[k]["pi_ref"] = np.asarray(ref_metrics[k]).tolist()
+
+
 def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   """Trains every arm over all seeds; returns the result dict."""
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
-  seeds = list(range(config.seeds))
   arm_names = harness.arm_names(config, ("reverse KL", "JS", "forward KL"))
   loss_fn, kl_fn = fns[config.loss_fn], fns[config.kl_fn]
   opt = fns[config.optimizer_fn](learning_rate=config.learning_rate)
-  compiler_options = dict(config.get("compiler_options", {})) or None
-
-
-  keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
-  tasks = jax.jit(jax.vmap(functools.partial(make_task, **config.task)))
-  with harness.transfer_guard(config):
-    log_ref, reward, pairs = tasks(keys)
-    ref_metrics = jax.jit(jax.vmap(
-        lambda lr, r: policy_metrics(lr, lr, r, kl_fn)))(log_ref, reward)
+  seeds, task, ref_metrics = draw_tasks(
+      config, functools.partial(make_task, **config.task), kl_fn)
 
   def make_train(arm):
     def loss(theta, log_ref, pairs):
@@ -127,18 +158,11 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
                               divergence=arm["divergence"],
                               alpha=float(arm["alpha"])))
 
-    def train(log_ref, reward, pairs):
-      return train_tabular_policy(
-          loss, log_ref, reward, pairs, opt=opt, steps=config.steps,
-          kl_fn=kl_fn, curve_keys=("entropy", "expected reward"))
+    return jit_trainer(config, loss, opt=opt, kl_fn=kl_fn,
+                       curve_keys=("entropy", "expected reward"))
 
-    return jax.jit(jax.vmap(train), compiler_options=compiler_options)
-
-  per_seed, curves, summary = train_arms(config, make_train,
-                                         (log_ref, reward, pairs), METRICS)
-  ref_metrics = jax.device_get(ref_metrics)
-  for k in METRICS:
-    per_seed[k]["pi_ref"] = np.asarray(ref_metrics[k]).tolist()
+  per_seed, curves, summary = train_arms(config, make_train, task, METRICS)
+  add_reference(per_seed, ref_metrics, METRICS)
 
   # The claim: the entropy ordering on the mean over seeds decides `held`;
   # the reward ordering and the α-family monotonicity are reported.
@@ -185,18 +209,10 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   ax.legend(fontsize=7)
   harness.save_figure(fig, workdir, "reward_vs_entropy.png")
 
-  fig, axes = plt.subplots(1, 3, figsize=(14, 3.5))
-  for i, a in enumerate(arm_names):
-    for ax, c, title in zip(axes, curves[a],
-                            ("fdpo loss", "entropy", "E_π[r*]")):
-      ax.plot(c.mean(0), color=f"C{i}", label=a)
-      ax.set_title(f"{title} during training (mean over seeds)", fontsize=9)
-      ax.set_xlabel("step")
-  axes[0].legend(fontsize=7)
-  harness.save_figure(fig, workdir, "training_curves.png")
+  harness.plot_curves(curves, arm_names,
+                      ("fdpo loss", "entropy", "E_π[r*]"), workdir)
 
-  notes = ["## Ordering checks (mean over seeds)", ""]
-  notes += [f"- [{'x' if ok else ' '}] {name}" for name, ok in checks]
+  notes = harness.checks_markdown(checks, "## Ordering checks (mean over seeds)")
   notes += ["", "`pi_ref` is the initial policy (for scale). Only the first "
             "check decides `held`."]
 

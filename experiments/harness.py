@@ -362,6 +362,33 @@ def save_figure(fig, workdir: str, name: str) -> str:
   return path
 
 
+def checks_markdown(checks: Sequence[tuple[str, bool]],
+                    title: str = "## Checks (mean over seeds)") -> list[str]:
+  """Markdown lines: ``title`` then one ``- [x] check`` line per check."""
+  return [title, ""] + [f"- [{'x' if ok else ' '}] {name}"
+                        for name, ok in checks]
+
+
+def plot_curves(curves: Mapping[str, Sequence[np.ndarray]],
+                arm_names: Sequence[str], titles: Sequence[str],
+                workdir: str, name: str = "training_curves.png") -> str:
+  """One panel per curve: ``curves[arm][i]`` is ``[seeds, steps]``.
+
+  Each panel ``i`` (titled ``titles[i]``) shows the mean over seeds of every
+  arm's i-th curve.
+  """
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, len(titles), figsize=(4.7 * len(titles), 3.5),
+                           squeeze=False)
+  for i, a in enumerate(arm_names):
+    for ax, c, title in zip(axes[0], curves[a], titles):
+      ax.plot(np.asarray(c).mean(0), color=f"C{i}", label=a)
+      ax.set_title(f"{title} during training (mean over seeds)", fontsize=9)
+      ax.set_xlabel("step")
+  axes[0][0].legend(fontsize=7)
+  return save_figure(fig, workdir, name)
+
+
 def plot_metrics(metrics: Sequence[Mapping[str, Any]], workdir: str,
                  name: str = "metrics.png") -> str:
   """Bar chart (mean ± std over seeds) of each metric, one panel per metric."""

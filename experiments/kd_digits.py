@@ -234,8 +234,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   ax.set_title("student test accuracy during training", fontsize=9)
   harness.save_figure(fig, workdir, "student_accuracy.png")
 
-  notes = ["## Checks (mean over seeds)", ""]
-  notes += [f"- [{'x' if ok else ' '}] {name}" for name, ok in checks]
+  notes = harness.checks_markdown(checks)
   notes += ["", "`teacher` is the wide MLP (for scale). Only the first check "
             "decides `held`. Student: "
             f"{' → '.join(map(str, s_sizes))}; teacher: "

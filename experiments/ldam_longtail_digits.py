@@ -156,8 +156,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   ax.legend(fontsize=7)
   harness.save_figure(fig, workdir, "balanced_accuracy.png")
 
-  notes = ["## Checks (mean over seeds)", ""]
-  notes += [f"- [{'x' if ok else ' '}] {n}" for n, ok in checks]
+  notes = harness.checks_markdown(checks)
   notes += ["", f"Training-set class counts (seed 0, by class): "
             f"{counts[0].astype(int).tolist()} ({int(counts[0].sum())} "
             f"examples); test set: {len(yte)} examples, nearly balanced."]

@@ -134,8 +134,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   ax.set_title("digits MLP, full-batch Adam", fontsize=9)
   ax.legend(fontsize=7)
   harness.save_figure(fig, workdir, "accuracy_vs_noise.png")
-  notes = ["## Checks (mean over seeds)", ""]
-  notes += [f"- [{'x' if ok else ' '}] {n}" for n, ok in checks]
+  notes = harness.checks_markdown(checks)
   notes += ["", "The first two checks decide `held`."]
   return dict(name=config.name, claim=config.claim,
               arms=[dict(a) for a in config.arms], metrics=metrics,

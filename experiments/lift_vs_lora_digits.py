@@ -112,8 +112,7 @@ def summarize(config, per_seed, names, primary, rivals, plot_name, workdir,
   ax.set_ylabel("source-task accuracy (classes 0–4)")
   ax.legend(fontsize=7)
   harness.save_figure(fig, workdir, plot_name)
-  notes = ["## Checks (mean over seeds)", ""]
-  notes += [f"- [{'x' if ok else ' '}] {n}" for n, ok in checks]
+  notes = harness.checks_markdown(checks)
   return bool(held), verdict, checks, notes
 
 

@@ -141,8 +141,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   ax.legend(fontsize=7)
   harness.save_figure(fig, workdir, "test_mse.png")
 
-  notes = ["## Checks (mean over seeds)", ""]
-  notes += [f"- [{'x' if ok else ' '}] {name}" for name, ok in checks]
+  notes = harness.checks_markdown(checks)
   notes += ["", "Only the first check decides `held`."]
   return dict(
       name=config.name, claim=config.claim, arms=[dict(a) for a in config.arms],

@@ -175,8 +175,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   ax.legend(fontsize=7)
   harness.save_figure(fig, workdir, "test_loss.png")
 
-  notes = ["## Checks (mean over seeds)", ""]
-  notes += [f"- [{'x' if ok else ' '}] {n}" for n, ok in checks]
+  notes = harness.checks_markdown(checks)
   notes += ["", f"Hidden width H = {h}; low-rank rank {r_lr}; LOST rank "
             f"{r_lost} with {ks} kept channels per layer (channel sparsity "
             f"{[round(s, 3) for s in sp]}); dense (small) width {w_small}. "

@@ -19,10 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import harness
+from experiments.fdpo_divergence_diversity import add_reference
+from experiments.fdpo_divergence_diversity import draw_tasks
+from experiments.fdpo_divergence_diversity import jit_trainer
 from experiments.fdpo_divergence_diversity import make_task
-from experiments.fdpo_divergence_diversity import policy_metrics
 from experiments.fdpo_divergence_diversity import train_arms
-from experiments.fdpo_divergence_diversity import train_tabular_policy
 
 METRICS = ("expected reward", "KL(pi||pi_ref)", "entropy")
 
@@ -49,23 +50,15 @@ def make_margin_task(key: jax.Array, task: dict[str, Any], *,
 
 def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   """Trains every arm over all seeds; returns the result dict."""
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
-  seeds = list(range(config.seeds))
   arm_names = harness.arm_names(config, ("DPO", "IPO", "MADPO"))
   loss_fns = {"dpo": fns[config.dpo_fn], "ipo": fns[config.ipo_fn],
               "madpo": fns[config.madpo_fn]}
   kl_fn = fns[config.kl_fn]
   opt = fns[config.optimizer_fn](learning_rate=config.learning_rate)
-  compiler_options = dict(config.get("compiler_options", {})) or None
-
-  keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
-  tasks = jax.jit(jax.vmap(functools.partial(
-      make_margin_task, task=dict(config.task), **config.noise)))
-  with harness.transfer_guard(config):
-    log_ref, reward, pairs = tasks(keys)
-    ref_metrics = jax.jit(jax.vmap(
-        lambda lr, r: policy_metrics(lr, lr, r, kl_fn)))(log_ref, reward)
+  seeds, task, ref_metrics = draw_tasks(config, functools.partial(
+      make_margin_task, task=dict(config.task), **config.noise), kl_fn)
+  pairs = task[2]
 
   def make_train(arm):
     kw = dict(arm["kw"])
@@ -85,18 +78,11 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
         args = args + (margin,)
       return jnp.mean(fn(*args, **kw))
 
-    def train(log_ref, reward, pairs):
-      return train_tabular_policy(
-          loss, log_ref, reward, pairs, opt=opt, steps=config.steps,
-          kl_fn=kl_fn, curve_keys=("expected reward", "KL(pi||pi_ref)"))
+    return jit_trainer(config, loss, opt=opt, kl_fn=kl_fn,
+                       curve_keys=("expected reward", "KL(pi||pi_ref)"))
 
-    return jax.jit(jax.vmap(train), compiler_options=compiler_options)
-
-  per_seed, curves, summary = train_arms(config, make_train,
-                                         (log_ref, reward, pairs), METRICS)
-  ref_metrics = jax.device_get(ref_metrics)
-  for k in METRICS:
-    per_seed[k]["pi_ref"] = np.asarray(ref_metrics[k]).tolist()
+  per_seed, curves, summary = train_arms(config, make_train, task, METRICS)
+  add_reference(per_seed, ref_metrics, METRICS)
   flipped = float(np.mean(jax.device_get(pairs[4])))
 
   rew = {a: summary[a]["expected reward"] for a in arm_names}
@@ -118,18 +104,10 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
 
   metrics = [harness.metric(k, per_seed[k]) for k in METRICS]
 
-  fig, axes = plt.subplots(1, 3, figsize=(14, 3.5))
-  for i, a in enumerate(arm_names):
-    for ax, c, title in zip(axes, curves[a],
-                            ("loss", "E_π[r*]", "KL(π‖π_ref)")):
-      ax.plot(c.mean(0), color=f"C{i}", label=a)
-      ax.set_title(f"{title} during training (mean over seeds)", fontsize=9)
-      ax.set_xlabel("step")
-  axes[0].legend(fontsize=7)
-  harness.save_figure(fig, workdir, "training_curves.png")
+  harness.plot_curves(curves, arm_names,
+                      ("loss", "E_π[r*]", "KL(π‖π_ref)"), workdir)
 
-  notes = ["## Checks (mean over seeds)", ""]
-  notes += [f"- [{'x' if ok else ' '}] {name}" for name, ok in checks]
+  notes = harness.checks_markdown(checks)
   notes += ["", f"{flipped:.1%} of the pairs had their labels flipped. "
             "`pi_ref` is the initial policy (for scale). Only the first "
             "check decides `held`. MADPO's weight is jaxkit's default "

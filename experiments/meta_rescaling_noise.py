@@ -157,8 +157,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   ax.set_title(f"digits, {task['noise']:.0%} symmetric label noise", fontsize=9)
   harness.save_figure(fig, workdir, "test_accuracy.png")
 
-  notes = ["## Checks (mean over seeds)", ""]
-  notes += [f"- [{'x' if ok else ' '}] {n}" for n, ok in checks]
+  notes = harness.checks_markdown(checks)
   notes += ["", "Only the first check decides `held`. The uniform arm does not "
             "use the 100 clean meta images (as in L2RW's baseline)."]
   return dict(

@@ -148,8 +148,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
                fontsize=9)
   harness.save_figure(fig, workdir, "recall_at_1.png")
 
-  notes = ["## Checks (mean over seeds)", ""]
-  notes += [f"- [{'x' if ok else ' '}] {n}" for n, ok in checks]
+  notes = harness.checks_markdown(checks)
   notes += ["", f"Train classes {list(config.task['train_classes'])} "
             f"({int(data[0].shape[0])} images), test classes "
             f"{list(config.task['test_classes'])} ({int(yte.shape[0])} images); "

@@ -98,8 +98,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   fig.tight_layout()
   harness.save_figure(fig, workdir, "errors.png")
 
-  notes = ["## Checks (mean over seeds)", ""]
-  notes += [f"- [{'x' if ok else ' '}] {n}" for n, ok in checks]
+  notes = harness.checks_markdown(checks)
   notes += ["", "Chosen NUPES exponents (t layer): " + ", ".join(
       f"W{b}: {chosen[b]}" for b in config.bits)]
   return dict(name=config.name, claim=config.claim,

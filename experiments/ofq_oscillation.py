@@ -162,8 +162,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   axes[1].set_xticklabels(arm_names, fontsize=7)
   axes[1].set_ylabel("test accuracy (2-bit weights)")
   harness.save_figure(fig, workdir, "oscillation.png")
-  notes = ["## Checks (mean over seeds)", ""]
-  notes += [f"- [{'x' if ok else ' '}] {n}" for n, ok in checks]
+  notes = harness.checks_markdown(checks)
   return dict(name=config.name, claim=config.claim,
               arms=[dict(a) for a in config.arms],
               metrics=[harness.metric(k, per[k]) for k in METRICS],

@@ -150,8 +150,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   ax.set_title("digits MLP, BN folded: PTQ granularity and W4 QAT", fontsize=9)
   harness.save_figure(fig, workdir, "accuracy.png")
 
-  notes = ["## Checks (mean over seeds)", ""]
-  notes += [f"- [{'x' if ok else ' '}] {n}" for n, ok in checks]
+  notes = harness.checks_markdown(checks)
   notes += ["", "Ratio of the largest to the smallest per-output-channel "
             "abs-max of the folded hidden kernels (mean over seeds): "
             + ", ".join(f"{r:.1f}" for r in np.mean(ranges, 0))

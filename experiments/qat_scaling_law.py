@@ -142,8 +142,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   ax.legend(fontsize=7)
   harness.save_figure(fig, workdir, "scaling_law.png")
 
-  notes = ["## Checks", ""]
-  notes += [f"- [{'x' if ok else ' '}] {n}" for n, ok in checks]
+  notes = harness.checks_markdown(checks, "## Checks")
   notes += ["", f"{n_floor} of {len(rows)} runs had δ ≤ 0 (floored at 1e-6).",
             "", "| N | D | G | δ |", "|---|---|---|---|"]
   notes += [f"| {int(r[0])} | {int(r[1])} | {int(r[2])} | {r[4]:.4g} |"

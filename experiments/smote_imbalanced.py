@@ -132,8 +132,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   axes[0].set_title("imbalanced make_classification (95/5): per seed + mean",
                     fontsize=9)
   harness.save_figure(fig, workdir, "smote_imbalanced.png")
-  notes = ["## Checks (mean over seeds)", ""]
-  notes += [f"- [{'x' if ok else ' '}] {n}" for n, ok in checks]
+  notes = harness.checks_markdown(checks)
   notes += ["", "Training-set sizes per arm (mean): " + ", ".join(
       f"{a} {np.mean(s):.0f}" for a, s in sizes.items()) + "."]
   return dict(name=config.name, claim=config.claim,

@@ -75,8 +75,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   axes[0].legend(fontsize=7)
   harness.save_figure(fig, workdir, "f1_vs_threshold.png")
 
-  notes = ["## Checks (mean over seeds)", ""]
-  notes += [f"- [{'x' if ok else ' '}] {n}" for n, ok in checks]
+  notes = harness.checks_markdown(checks)
   notes += ["", f"OPIS over {len(t)} thresholds in [{t[0]:.2f}, {t[-1]:.2f}] "
             "on the unseen classes; lower is more threshold-consistent."]
   return dict(

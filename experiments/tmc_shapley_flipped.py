@@ -124,8 +124,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   ax.set_ylabel("flipped labels among lowest-valued")
   ax.legend(fontsize=8)
   harness.save_figure(fig, workdir, "flip_recall.png")
-  notes = ["## Checks (mean over seeds)", ""]
-  notes += [f"- [{'x' if ok else ' '}] {c}" for c, ok in checks]
+  notes = harness.checks_markdown(checks)
   return dict(name=config.name, claim=config.claim,
               arms=[dict(a) for a in config.arms], metrics=metrics,
               headline="flip recall", held=held, verdict=verdict,

@@ -128,8 +128,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   ax.set_title("digits MLP via jaxkit.train.fit", fontsize=9)
   harness.save_figure(fig, workdir, "train_loss.png")
 
-  notes = ["## Checks (mean over seeds)", ""]
-  notes += [f"- [{'x' if ok else ' '}] {n}" for n, ok in checks]
+  notes = harness.checks_markdown(checks)
   notes += ["", f"Mesh {dict(mesh.shape)}, data-parallel rules; per-run "
             "metrics in `<arm>_seed<k>/metrics.jsonl`."]
   return dict(name=config.name, claim=config.claim,

@@ -88,8 +88,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   ax.legend(fontsize=8)
   ax.set_title("byte-level TransformerLM on the stdlib", fontsize=9)
   harness.save_figure(fig, workdir, "lm_loss.png")
-  notes = ["## Checks", ""]
-  notes += [f"- [{'x' if ok else ' '}] {n}" for n, ok in checks]
+  notes = harness.checks_markdown(checks, "## Checks")
   notes += ["", f"Corpus: {len(corpus['train'])} train / "
             f"{len(corpus['validation'])} held-out bytes; mesh "
             f"{dict(mesh.shape)}, FSDP rules."]

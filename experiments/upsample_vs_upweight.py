@@ -175,8 +175,7 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   ax.legend(fontsize=7)
   harness.save_figure(fig, workdir, "low_resource_val_mse.png")
 
-  notes = ["## Checks (mean over seeds)", ""]
-  notes += [f"- [{'x' if ok else ' '}] {n}" for n, ok in checks]
+  notes = harness.checks_markdown(checks)
   notes += ["", "The first two checks decide `held`."]
   return dict(
       name=config.name, claim=config.claim, arms=[dict(a) for a in config.arms],

@@ -38,18 +38,17 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments import harness
+from experiments.configs import kd_digits
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """Returns the config; ``arg``: ``quick``, ``seeds=N``, ``steps=N``."""
-  arg = harness.parse_arg(arg, quick=False, seeds=0, steps=0)
-  config = ml_collections.ConfigDict()
-  config.name = "sinkd_digits"
-  config.runner = "experiments.kd_digits.run"
-  config.quick = arg.quick
-  config.seeds = arg.seeds or (2 if arg.quick else 5)
+  """Returns the config; ``arg``: ``quick``, ``seeds=N``, ``steps=N``.
 
+  Task, teacher, student, step counts and the KD settings are
+  ``kd_digits.get_config(arg)``'s; only the name, claim and arms differ.
+  """
+  config = kd_digits.get_config(arg)
+  config.name = "sinkd_digits"
   config.claim = (
       "Replacing or complementing KL-based distillation with the Sinkhorn "
       "distance between the student's and the teacher's batch of "
@@ -57,31 +56,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "Yang, 'SinKD: Sinkhorn Distance Minimization for Knowledge "
       "Distillation', 2024, arXiv:2402.17110.")
 
-  config.task = dict(
-      data_fn="sklearn.datasets.load_digits",
-      train_size=1000,          # the rest (797) is the test set
-      split_seed=0,             # the split is fixed across seeds
-  )
-  config.teacher = dict(hidden=(256, 256), steps=100 if arg.quick else 300,
-                        learning_rate=3e-3)
-  config.student = dict(hidden=(16,), learning_rate=1e-2)
-  config.steps = arg.steps or (60 if arg.quick else 400)
-
-  # jaxkit functions, by dotted name (resolved once at start-up).
-  config.ce_fn = "optax.softmax_cross_entropy_with_integer_labels"
-  config.kd_fn = "jaxkit.losses.kd_loss"
-  config.nd_fn = "jaxkit.losses.nd_loss"
-  config.class_means_fn = "jaxkit.losses.teacher_class_means"
-  config.pld_fn = "jaxkit.losses.pld_loss"
-  config.dhkd_fn = "jaxkit.losses.dhkd_loss"
-  config.mean_fn = "jaxkit.masked_mean"
-  config.optimizer_fn = "optax.adam"
-
   config.sinkd_fn = "jaxkit.losses.sinkhorn_kd_loss"
-
-  config.kd_kw = dict(temperature=4.0, divergence="kl")
-  config.pld_kw = dict(temperature=4.0)
-  config.dhkd_kw = dict(temperature=4.0)
   # The reference code's settings (see sinkhorn_kd_loss).
   config.sinkd_kw = dict(temperature=2.0, epsilon=0.1, num_iters=20,
                          scale=1e-3)
@@ -94,8 +69,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       dict(name="CE+KD+SinKD", ce=1.0, kd=1.0, sinkd=1.0),
   ]
   config.held_check = ("CE+KD+SinKD", "CE+KD")
-
-  config.transfer_guard = "disallow"  # around the jitted training loops
-  # Compiling dominates the run time of these tiny programs.
-  config.compiler_options = dict(xla_backend_optimization_level=0)
   return config
