@@ -1,13 +1,14 @@
 # The two commands a newcomer runs on a fresh machine (Python 3.11 is all it needs).
 #   make demo   sets up .venv and runs the main job (the divergence tour for now)
-#   make test   sets up .venv with the test extras and runs the whole test suite
+#   make test   sets up .venv with the test extras and runs the test suite
+#               (all but the tests marked slow; `make test-all` runs those too)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 WORKDIR ?= runs
 
-.PHONY: demo test test-fast clean
+.PHONY: demo test test-all aot-check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +26,31 @@ demo: $(VENV)/.stamp-demo
 	$(PY) -m experiments.main --config=experiments/configs/divergence_tour.py --workdir=$(WORKDIR)/divergence_tour
 
 test: $(VENV)/.stamp-test
+	$(PY) -m pytest -n 2 --dist loadgroup -q -m "not slow"
+
+test-all: $(VENV)/.stamp-test
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
-test-fast: $(VENV)/.stamp-test
-	$(PY) -m pytest -n 2 -q -m "not slow"
+# Deviceless AOT compile of every Pallas kernel for TPU v5e/v6e (libtpu) and
+# H100 (CUDA plugin), each in its own virtualenv (PLATFORM.md §3b). No
+# accelerator needed; fails when any kernel does not compile.
+AOT_TPU := .venv-aot-tpu
+AOT_GPU := .venv-aot-gpu
+
+$(AOT_TPU)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(AOT_TPU)
+	$(AOT_TPU)/bin/pip install -q -e '.[aot-tpu]'
+	touch $@
+
+$(AOT_GPU)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(AOT_GPU)
+	$(AOT_GPU)/bin/pip install -q -e '.[aot-gpu]'
+	touch $@
+
+aot-check: $(AOT_TPU)/.stamp $(AOT_GPU)/.stamp
+	mkdir -p $(WORKDIR)
+	PYTHONPATH=. $(AOT_TPU)/bin/python tools/aot_check.py --platform tpu --json $(WORKDIR)/aot_tpu.json
+	PYTHONPATH=. $(AOT_GPU)/bin/python tools/aot_check.py --platform cuda --json $(WORKDIR)/aot_cuda.json
 
 clean:
-	rm -rf $(VENV) $(WORKDIR) .pytest_cache
+	rm -rf $(VENV) $(AOT_TPU) $(AOT_GPU) $(WORKDIR) .pytest_cache
