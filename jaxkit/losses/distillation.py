@@ -152,8 +152,10 @@ def kd_loss(
   of float32 inputs to one chunk, which is what evaluation needs; it does not
   help bf16 inputs on XLA:CPU (the upcast of the whole input is hoisted out
   of the loop) nor the backward pass (``lax.map`` keeps per-chunk
-  residuals). A fused, vocabulary-chunked kernel with its own VJP is the
-  planned fix (``jaxkit.kernels``).
+  residuals). For LLM distillation use
+  :func:`jaxkit.kernels.fused_linear_divergence`, which takes the hidden
+  states and unembedding matrices and never materialises either model's
+  ``[tokens, V]`` logits (same generators, τ² scaling and masking; own VJP).
 
   Args:
     student_logits: ``[..., V]`` student logits (any floating dtype).

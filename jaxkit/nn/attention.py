@@ -1,9 +1,12 @@
 """Grouped-query attention with rotary embeddings, and boolean mask builders.
 
 The layer computes attention in exactly one place, the private
-:func:`_attend`; it uses ``jax.nn.dot_product_attention`` (XLA) today and is
-the single call to swap for ``jaxkit.kernels.sparse_attention`` when that
-kernel lands (same layout: q ``[B, T, N, H]``, k/v ``[B, S, K, H]``).
+:func:`_attend`. With a mask *object* from :mod:`jaxkit.kernels.masks`
+(``CausalMask()``, ``LocalMask(w)``, ``GlobalLocalMask(w, g)``, unions …)
+it calls :func:`jaxkit.kernels.sparse_attention`, which skips the tiles the
+mask leaves empty (Pallas on TPU / GPU, a block-sparse XLA path on CPU); with
+a boolean mask *array* it uses ``jax.nn.dot_product_attention`` (dense XLA).
+Both have the layout q ``[B, T, N, H]``, k/v ``[B, S, K, H]``.
 
 Mask builders return boolean ``[T, S]`` arrays (``True`` = the query may
 attend the key). Query ``i`` sits at absolute position ``i + S - T`` (queries
@@ -20,6 +23,8 @@ import numpy as np
 from flax import nnx
 
 from jaxkit._src import checks
+from jaxkit.kernels.sparse_attention import masks as kmasks
+from jaxkit.kernels.sparse_attention.api import sparse_attention
 from jaxkit.nn import layers
 from jaxkit.nn import partitioning as pt
 from jaxkit.nn import rotary
@@ -180,24 +185,36 @@ def _broadcast_mask(mask, b: int, t: int, s: int) -> jax.Array:
 
 
 def _attend(q: jax.Array, k: jax.Array, v: jax.Array,
-            mask: jax.Array | None) -> jax.Array:
-  """Softmax attention, the one place to swap in a kernel.
+            mask: jax.Array | kmasks.Mask | None,
+            padding_mask: jax.Array | None = None, *,
+            implementation: str | None = None,
+            interpret: bool | None = None) -> jax.Array:
+  """Softmax attention, scale ``1/sqrt(H)``: the layer's one attention call.
 
-  Computed in float32 (at least) via ``jax.nn.dot_product_attention`` (XLA),
-  scale ``1/sqrt(H)``; query rows whose mask is all ``False`` output zeros
-  (finite values and gradients).
+  A :class:`jaxkit.kernels.masks.Mask` object goes to
+  :func:`jaxkit.kernels.sparse_attention` (block-sparse; ``padding_mask``
+  ``[B, S]`` marks real keys; ``implementation`` / ``interpret`` select its
+  backend). Otherwise ``jax.nn.dot_product_attention`` (XLA) computes it in
+  float32 (at least) with the dense boolean ``mask``. Either way query rows
+  that see no key output zeros (finite values and gradients).
 
   Args:
     q: ``[B, T, N, H]``.
     k: ``[B, S, K, H]`` with ``N % K == 0`` (grouped-query attention).
     v: ``[B, S, K, H]``.
-    mask: ``None`` or boolean broadcastable to ``[B, N, T, S]``.
+    mask: ``None``, a ``Mask`` object, or boolean broadcastable to
+      ``[B, N, T, S]``.
+    padding_mask: bool ``[B, S]`` (only with a ``Mask`` object).
+    implementation: sparse-attention backend (``None``: best available).
+    interpret: run the Pallas kernel with the Pallas interpreter.
 
   Returns:
     ``[B, T, N, H]`` in ``q.dtype``.
   """
-  # TODO(kernels): replace by jaxkit.kernels.sparse_attention(q, k, v,
-  # mask=...) once it exists; the layout is identical.
+  if isinstance(mask, kmasks.Mask):
+    return sparse_attention(q, k, v, mask=mask, padding_mask=padding_mask,
+                            implementation=implementation,
+                            interpret=interpret)
   cdt = jnp.promote_types(q.dtype, jnp.float32)
   out = jax.nn.dot_product_attention(
       q.astype(cdt), k.astype(cdt), v.astype(cdt), mask=mask,
@@ -241,6 +258,9 @@ class Attention(nnx.Module):
     use_bias: add biases to the q/k/v projections (Qwen-style).
     dtype: computation dtype (``None``: promote).
     param_dtype: parameter dtype.
+    implementation: backend of :func:`jaxkit.kernels.sparse_attention`,
+      used when the mask is a ``jaxkit.kernels.masks.Mask`` object.
+    interpret: run that Pallas kernel with the Pallas interpreter (CPU).
     rngs: ``nnx.Rngs``.
 
   Raises:
@@ -253,6 +273,9 @@ class Attention(nnx.Module):
     >>> attn = jaxkit.nn.Attention(8, 4, 2, rngs=nnx.Rngs(0))
     >>> attn(jnp.ones((2, 5, 8)), mask=jaxkit.nn.causal_mask(5)).shape
     (2, 5, 8)
+    >>> # The same through the block-sparse kernel (skips empty tiles):
+    >>> attn(jnp.ones((2, 5, 8)), mask=jaxkit.kernels.masks.CausalMask()).shape
+    (2, 5, 8)
 
   References:
     Ainslie et al., "GQA: Training Generalized Multi-Query Transformer Models
@@ -263,7 +286,9 @@ class Attention(nnx.Module):
   def __init__(self, width: int, num_heads: int,
                num_kv_heads: int | None = None, head_dim: int | None = None,
                *, rope_theta: float | None = 10000.0, use_bias: bool = False,
-               dtype=None, param_dtype=jnp.float32, rngs: nnx.Rngs):
+               dtype=None, param_dtype=jnp.float32,
+               implementation: str | None = None,
+               interpret: bool | None = None, rngs: nnx.Rngs):
     width = _check_len(width, "width")
     num_heads = _check_len(num_heads, "num_heads")
     num_kv_heads = num_heads if num_kv_heads is None else _check_len(
@@ -286,6 +311,7 @@ class Attention(nnx.Module):
     self.head_dim = head_dim
     self.rope_theta = rope_theta
     self.dtype = dtype
+    self.implementation, self.interpret = implementation, interpret
     d, n, kv, h = width, num_heads, num_kv_heads, head_dim
     def einsum(spec, shape, names, in_axis, out_axis, bias_shape=None,
                bias_names=None):
@@ -308,17 +334,23 @@ class Attention(nnx.Module):
     self.o = einsum("btnh,nhd->btd", (n, h, d), (pt.HEADS, pt.HEAD_DIM,
                     pt.EMBED), (0, 1), 2)
 
-  def __call__(self, x: jax.Array, *, mask: jax.Array | None = None,
+  def __call__(self, x: jax.Array, *,
+               mask: jax.Array | kmasks.Mask | None = None,
+               padding_mask: jax.Array | None = None,
                positions: jax.Array | None = None) -> jax.Array:
     """Self-attention over ``x``.
 
     Args:
       x: ``[B, T, D]`` floating.
-      mask: ``None`` (every query sees every key) or a boolean mask ``[T,
-        T]``, ``[B, T, T]`` or ``[B, N|1, T, T]``; ``True`` = may attend.
-        Build causal / local / global masks with :func:`causal_mask`,
+      mask: ``None`` (every query sees every key); a boolean mask ``[T,
+        T]``, ``[B, T, T]`` or ``[B, N|1, T, T]`` (``True`` = may attend;
+        build causal / local / global masks with :func:`causal_mask`,
         :func:`local_mask`, :func:`global_local_mask` and combine them with
-        ``&`` (e.g. with a padding mask ``pad[:, None, None, :]``).
+        ``&``, e.g. with a padding mask ``pad[:, None, None, :]``); or a
+        static :class:`jaxkit.kernels.masks.Mask` object, which runs the
+        block-sparse kernel :func:`jaxkit.kernels.sparse_attention`.
+      padding_mask: bool ``[B, T]``, ``False`` marks padding keys; only with
+        a ``Mask`` object (fold it into a boolean array mask otherwise).
       positions: rotary positions ``[B, T]`` or ``[T]`` (default
         ``arange(T)``).
 
@@ -331,8 +363,21 @@ class Attention(nnx.Module):
     if d != self.width:
       raise ValueError(f"`x` must have last dimension {self.width}, got "
                        f"shape {x.shape}.")
-    if mask is not None:
-      mask = _broadcast_mask(mask, b, t, t)
+    if isinstance(mask, kmasks.Mask):
+      if padding_mask is not None:
+        padding_mask = jnp.asarray(padding_mask)
+        if padding_mask.dtype != jnp.bool_ or padding_mask.shape != (b, t):
+          raise ValueError(
+              f"`padding_mask` must be bool [B, T] = {(b, t)}, got "
+              f"{padding_mask.dtype} {padding_mask.shape}.")
+    else:
+      if padding_mask is not None:
+        raise ValueError(
+            "`padding_mask` is only taken with a jaxkit.kernels.masks.Mask "
+            "object; with a boolean array mask combine them: "
+            "mask & padding_mask[:, None, None, :].")
+      if mask is not None:
+        mask = _broadcast_mask(mask, b, t, t)
     q, k, v = self.q(x), self.k(x), self.v(x)
     if self.rope_theta is not None:
       if positions is None:
@@ -346,5 +391,6 @@ class Attention(nnx.Module):
                                          theta=self.rope_theta)
       q = rotary.apply_rotary(q, cos, sin)
       k = rotary.apply_rotary(k, cos, sin)
-    out = _attend(q, k, v, mask)
+    out = _attend(q, k, v, mask, padding_mask,
+                  implementation=self.implementation, interpret=self.interpret)
     return self.o(out)

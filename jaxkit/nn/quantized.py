@@ -25,8 +25,9 @@ point never clips): :math:`s = (\\max(W_g, 0) - \\min(W_g, 0))/(2^b-1)`,
 :math:`\\mathrm{clip}(\\mathrm{round}(W/s) + z, 0, 2^b-1)`; codes and
 zero points are both shifted by :math:`-2^{b-1}` to be stored signed.
 
-The forward pass dequantizes in XLA in the private :func:`_quantized_matmul`,
-the one place to swap for ``jaxkit.kernels.quantized_matmul``.
+The forward pass is :func:`jaxkit.kernels.quantized_matmul` (fused
+dequantize-matmul: the Pallas kernel on TPU / GPU, the XLA reference on CPU),
+called in the private :func:`_quantized_matmul`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ import numpy as np
 from flax import nnx
 
 from jaxkit._src import checks
+from jaxkit.kernels.quantized_matmul import from_quant_dense
+from jaxkit.kernels.quantized_matmul import quantized_matmul
 from jaxkit.nn import layers
 from jaxkit.nn import partitioning as pt
 
@@ -101,15 +104,21 @@ def _dequantize(codes, scales, zeros, *, bits: int, dtype) -> jax.Array:
   return (qf * scales.astype(jnp.float32)[:, None]).reshape(k, n).astype(dtype)
 
 
-def _quantized_matmul(x, codes, scales, zeros, *, bits: int) -> jax.Array:
-  """``x @ dequantize(w)`` (XLA reference path).
+def _quantized_matmul(x, codes, scales, zeros, *, bits: int,
+                      implementation: str | None = None,
+                      interpret: bool | None = None) -> jax.Array:
+  """``x @ dequantize(w)`` via :func:`jaxkit.kernels.quantized_matmul`.
 
-  TODO(kernels): dispatch to ``jaxkit.kernels.quantized_matmul`` once it
-  exists; the codes/scales/zeros layout above is the contract to convert.
+  Inputs other than float32 / bfloat16 (e.g. float16) are computed in
+  float32. Accumulation is at least float32; the result is in that dtype.
   """
   cdt = jnp.promote_types(x.dtype, jnp.float32)
-  w = _dequantize(codes, scales, zeros, bits=bits, dtype=x.dtype)
-  return jnp.matmul(x, w, preferred_element_type=cdt)
+  if jnp.dtype(x.dtype) not in (jnp.dtype(jnp.float32),
+                                jnp.dtype(jnp.bfloat16)):
+    x = x.astype(cdt)
+  w = from_quant_dense(codes, scales, zeros, bits=bits)
+  return quantized_matmul(x, w, preferred_element_type=cdt,
+                          implementation=implementation, interpret=interpret)
 
 
 class QuantDense(nnx.Module):
@@ -135,6 +144,10 @@ class QuantDense(nnx.Module):
     names: logical names of the ``(in, out)`` dimensions.
     dtype: computation dtype (``None``: the input's).
     scale_dtype: dtype of the stored scales.
+    implementation: backend of :func:`jaxkit.kernels.quantized_matmul`
+      (``None``: the best for the device, ``"xla"`` on CPU).
+    interpret: run the Pallas kernel with the Pallas interpreter (CPU
+      testing).
     rngs: ``nnx.Rngs`` (only needed without ``kernel``).
 
   Raises:
@@ -161,7 +174,8 @@ class QuantDense(nnx.Module):
                kernel: jax.Array | None = None, bias: jax.Array | None = None,
                use_bias: bool = False,
                names: Sequence[str | None] = (pt.IN, pt.OUT), dtype=None,
-               scale_dtype=jnp.float32, rngs: nnx.Rngs | None = None):
+               scale_dtype=jnp.float32, implementation: str | None = None,
+               interpret: bool | None = None, rngs: nnx.Rngs | None = None):
     layers._check_positive_int(in_features, "in_features")  # pylint: disable=protected-access
     layers._check_positive_int(out_features, "out_features")  # pylint: disable=protected-access
     if bits not in _BITS:
@@ -180,6 +194,7 @@ class QuantDense(nnx.Module):
     self.in_features, self.out_features = in_features, out_features
     self.bits, self.group_size, self.symmetric = bits, group_size, symmetric
     self.dtype = dtype
+    self.implementation, self.interpret = implementation, interpret
     if kernel is None:
       if rngs is None:
         raise ValueError("`rngs` is required when no `kernel` is given.")
@@ -252,7 +267,8 @@ class QuantDense(nnx.Module):
       x = x.astype(self.dtype)
     zeros = None if self.zeros is None else self.zeros[...]
     y = _quantized_matmul(x, self.codes[...], self.scales[...], zeros,
-                          bits=self.bits)
+                          bits=self.bits, implementation=self.implementation,
+                          interpret=self.interpret)
     if self.bias is not None:
       y = y + self.bias[...]
     return y.astype(x.dtype)

@@ -11,6 +11,7 @@ import numpy as np
 from flax import nnx
 
 from jaxkit._src import checks
+from jaxkit.kernels.sparse_attention import masks as kmasks
 from jaxkit.nn import attention as attn_lib
 from jaxkit.nn import layers
 from jaxkit.nn import partitioning as pt
@@ -35,6 +36,16 @@ class TransformerConfig:
     tie_embeddings: unembed with the transposed token embedding.
     dtype: computation dtype of activations.
     param_dtype: parameter dtype.
+    attention_pattern: ``None`` (dense causal attention in XLA) or a static
+      :class:`jaxkit.kernels.masks.Mask` (e.g. ``CausalMask()``,
+      ``LocalMask(256)``, ``GlobalLocalMask(...)``): attention then runs
+      through the block-sparse :func:`jaxkit.kernels.sparse_attention`,
+      which skips empty tiles. The pattern is used as given (intersect it
+      with ``CausalMask()`` yourself for a causal LM).
+    attention_implementation: backend of ``sparse_attention`` (``None``:
+      the best for the device; ``"pallas_tpu"`` with
+      ``attention_interpret=True`` runs the kernel interpreted on CPU).
+    attention_interpret: see ``attention_implementation``.
 
   Raises:
     ValueError: on non-positive sizes or head counts that do not divide.
@@ -59,6 +70,9 @@ class TransformerConfig:
   tie_embeddings: bool = True
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  attention_pattern: Any = None
+  attention_implementation: str | None = None
+  attention_interpret: bool | None = None
 
   def __post_init__(self):
     for name in ("vocab_size", "width", "depth", "num_heads", "num_kv_heads",
@@ -68,6 +82,11 @@ class TransformerConfig:
       raise ValueError(
           f"`num_heads` ({self.num_heads}) must be a multiple of "
           f"`num_kv_heads` ({self.num_kv_heads}).")
+    if not (self.attention_pattern is None
+            or isinstance(self.attention_pattern, kmasks.Mask)):
+      raise TypeError(
+          "`attention_pattern` must be None or a jaxkit.kernels.masks.Mask, "
+          f"got {type(self.attention_pattern).__name__}.")
     if self.head_dim is None:
       if self.width % self.num_heads:
         raise ValueError(
@@ -115,15 +134,18 @@ class Block(nnx.Module):
     self.attn = attn_lib.Attention(
         c.width, c.num_heads, c.num_kv_heads, c.head_dim,
         rope_theta=c.rope_theta, dtype=c.dtype, param_dtype=c.param_dtype,
-        rngs=rngs)
+        implementation=c.attention_implementation,
+        interpret=c.attention_interpret, rngs=rngs)
     self.mlp_norm = layers.RMSNorm(c.width, eps=c.norm_eps, dtype=c.dtype,
                                    param_dtype=c.param_dtype)
     self.mlp = layers.SwiGLU(c.width, c.mlp_dim, dtype=c.dtype,
                              param_dtype=c.param_dtype, rngs=rngs)
 
-  def __call__(self, x: jax.Array, *, mask=None, positions=None) -> jax.Array:
-    """``x`` ``[B, T, D]`` → ``[B, T, D]``; ``mask``/``positions`` as Attention."""
-    x = x + self.attn(self.attn_norm(x), mask=mask, positions=positions)
+  def __call__(self, x: jax.Array, *, mask=None, padding_mask=None,
+               positions=None) -> jax.Array:
+    """``x`` ``[B, T, D]`` → ``[B, T, D]``; other arguments as Attention."""
+    x = x + self.attn(self.attn_norm(x), mask=mask, padding_mask=padding_mask,
+                      positions=positions)
     return x + self.mlp(self.mlp_norm(x))
 
 
@@ -219,7 +241,8 @@ class TransformerLM(nnx.Module):
     """
     tokens = self._check_tokens(tokens)
     b, t = tokens.shape
-    mask = attn_lib.causal_mask(t)[None, None]
+    pattern = self.config.attention_pattern
+    mask = attn_lib.causal_mask(t)[None, None] if pattern is None else pattern
     if attention_mask is not None:
       attention_mask = jnp.asarray(attention_mask)
       if attention_mask.dtype != jnp.bool_:
@@ -228,7 +251,8 @@ class TransformerLM(nnx.Module):
       if attention_mask.shape != (b, t):
         raise ValueError(f"`attention_mask` must have shape {(b, t)}, got "
                          f"{attention_mask.shape}.")
-      mask = mask & attention_mask[:, None, None, :]
+      if pattern is None:
+        mask = mask & attention_mask[:, None, None, :]
     if positions is None:
       if attention_mask is None:
         positions = jnp.arange(t)
@@ -240,8 +264,9 @@ class TransformerLM(nnx.Module):
       raise ValueError(f"`positions` must be [T] or [B, T] = {(b, t)}, got "
                        f"shape {positions.shape}.")
     x = self.embed(tokens)
+    padding = None if pattern is None else attention_mask
     for block in self.blocks:
-      x = block(x, mask=mask, positions=positions)
+      x = block(x, mask=mask, padding_mask=padding, positions=positions)
     return self.final_norm(x)
 
   def __call__(self, tokens: jax.Array, *,

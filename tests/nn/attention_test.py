@@ -134,3 +134,29 @@ def test_attention_grad_matches_finite_differences():
   m = jaxkit.nn.causal_mask(3)
   check_grads(jax.jit(lambda v: attn(v, mask=m)), (x,), order=1,
               modes=["rev"], eps=1e-3, atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.parametrize("mask_obj,dense", [
+    (lambda: jaxkit.kernels.masks.CausalMask(), lambda t: jaxkit.nn.causal_mask(t)),
+    (lambda: jaxkit.kernels.masks.LocalMask(2),
+     lambda t: jaxkit.nn.local_mask(t, window=2)),
+    (lambda: jaxkit.kernels.masks.GlobalLocalMask(1, 1),
+     lambda t: jaxkit.nn.global_local_mask(t, window=1, global_tokens=1)),
+])
+def test_mask_object_runs_sparse_kernel_and_equals_dense(mask_obj, dense):
+  attn = jaxkit.nn.Attention(16, 4, 2, rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(1), (2, 9, 16))
+  pad = jnp.array([[True] * 9, [True] * 6 + [False] * 3])
+  want = attn(x, mask=dense(9)[None, None] & pad[:, None, None, :])
+  got = attn(x, mask=mask_obj(), padding_mask=pad)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_padding_mask_needs_a_mask_object():
+  attn = jaxkit.nn.Attention(16, 4, 2, rngs=nnx.Rngs(0))
+  x = jnp.ones((2, 9, 16))
+  with pytest.raises(ValueError, match="`padding_mask` is only taken"):
+    attn(x, mask=jaxkit.nn.causal_mask(9), padding_mask=jnp.ones((2, 9), bool))
+  with pytest.raises(ValueError, match="`padding_mask` must be bool"):
+    attn(x, mask=jaxkit.kernels.masks.CausalMask(),
+         padding_mask=jnp.ones((2, 8), bool))

@@ -204,3 +204,32 @@ def test_bad_input(lm):
     jaxkit.nn.TransformerConfig(**dict(CFG, num_kv_heads=3))
   with pytest.raises(TypeError, match="config"):
     jaxkit.nn.TransformerLM(CFG, rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("impl,interp", [("xla", None), ("pallas_tpu", True)])
+def test_sparse_attention_pattern_equals_dense_causal(lm, impl, interp):
+  """attention_pattern=CausalMask() runs jaxkit.kernels.sparse_attention."""
+  cfg = jaxkit.nn.TransformerConfig(
+      **CFG, attention_pattern=jaxkit.kernels.masks.CausalMask(),
+      attention_implementation=impl, attention_interpret=interp)
+  sparse = jaxkit.nn.TransformerLM(cfg, rngs=nnx.Rngs(0))
+  nnx.update(sparse, nnx.state(lm))     # the same weights as the dense model
+  toks = _tokens(5, (2, 7))
+  pad = jnp.array([[True] * 7, [True] * 4 + [False] * 3])
+  for am in (None, pad):
+    want = lm(toks, attention_mask=am)
+    got = sparse(toks, attention_mask=am)
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+  # Gradients through the kernel (custom_vjp) match the dense model's.
+  def loss(m):
+    return jnp.mean(m(toks, attention_mask=pad)[..., 0] ** 2)
+  g_dense = nnx.grad(loss)(lm)
+  g_sparse = nnx.grad(loss)(sparse)
+  np.testing.assert_allclose(g_sparse.blocks[0].attn.q.kernel[...],
+                             g_dense.blocks[0].attn.q.kernel[...],
+                             rtol=1e-4, atol=1e-6)
+
+
+def test_attention_pattern_must_be_a_mask():
+  with pytest.raises(TypeError, match="`attention_pattern`"):
+    jaxkit.nn.TransformerConfig(**CFG, attention_pattern=np.ones((4, 4), bool))
