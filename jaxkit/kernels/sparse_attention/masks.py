@@ -59,9 +59,9 @@ class Mask:
   """
 
   def _dense(self, q_len: int, kv_len: int) -> np.ndarray:
-    raise NotImplementedError(
-        f"{type(self).__name__} must implement _dense(q_len, kv_len); "
-        "subclass a concrete mask (CausalMask, LocalMask, ...) instead.")
+    msg = (f"{type(self).__name__} must implement _dense(q_len, kv_len); "
+           "use a concrete mask (CausalMask, LocalMask, ...) instead.")
+    raise NotImplementedError(msg)
 
   def materialize(self, q_len: int, kv_len: int) -> np.ndarray:
     """The dense boolean ``[q_len, kv_len]`` mask (read-only, cached).
