@@ -359,9 +359,7 @@ def quantized_matmul_pallas_tpu(x2: jax.Array, w: ref.QMatmulWeight, *,
                                 out_dtype: Any,
                                 block_sizes: Any = None) -> jax.Array:
   """The ``"pallas_tpu"`` backend: ``[M, K] x W -> [M, N]`` (custom_vjp)."""
-  p = make_plan(x2, w, activation_bits=activation_bits,
-                block_sizes=block_sizes)
-  out_dtype = jnp.dtype(out_dtype)
-  impl = functools.partial(forward, p=p, interpret=interpret,
-                           out_dtype=out_dtype)
-  return ref.with_dequant_vjp(impl, out_dtype, x2, w)
+  return ref.run_pallas_backend(make_plan, forward, x2, w,
+                                interpret=interpret,
+                                activation_bits=activation_bits,
+                                out_dtype=out_dtype, block_sizes=block_sizes)

@@ -425,6 +425,18 @@ def _zero_cotangent(a):
   return np.zeros(a.shape, dtype=jax.dtypes.float0)
 
 
+def run_pallas_backend(make_plan, forward, x2, w, *, interpret: bool,
+                       activation_bits, out_dtype, block_sizes=None):
+  """Shared body of the Pallas backends: plan the blocks, then call the
+  backend's ``forward`` under the dequantized-weight custom VJP."""
+  p = make_plan(x2, w, activation_bits=activation_bits,
+                block_sizes=block_sizes)
+  out_dtype = jnp.dtype(out_dtype)
+  impl = functools.partial(forward, p=p, interpret=interpret,
+                           out_dtype=out_dtype)
+  return with_dequant_vjp(impl, out_dtype, x2, w)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def with_dequant_vjp(impl, out_dtype, x2, w):
   """``impl(x2, w).astype(out_dtype)`` with ``dx = dy @ dequantize(w)^T``."""
