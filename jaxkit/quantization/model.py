@@ -1,8 +1,11 @@
-r"""Quantize a Flax NNX model's ``nnx.Linear`` kernels by regex rules.
+r"""Quantize a Flax NNX model's ``nnx.Linear`` / ``nnx.Einsum`` kernels by regex rules.
 
 qwix-style rules select layers by a regular expression over the module path
-(``'layers/0/mlp/up'``); the first matching rule wins. Each matched 2-D
-``kernel`` (Flax ``[in, out]``) is replaced **in place** by its quantized-
+(``'layers/0/mlp/up'``); the first matching rule wins. Each matched
+``kernel`` is seen as a Flax ``[in, out]`` matrix (an ``nnx.Einsum`` such as
+the attention projections ``'btd,dnh->btnh'`` by flattening its contracted
+and its output axes; one without such a view raises) and replaced **in
+place** by its quantized-
 then-dequantized value (the XLA dequantize-then-dot path; a quantized matmul
 kernel can consume the returned :class:`~jaxkit.quantization.QuantizedArray`
 objects instead). Calibration-based methods (``'awq'``, ``'adadim'``,
@@ -26,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxkit._src import kernel_view
 from jaxkit.quantization import awq as awq_lib
 from jaxkit.quantization import formats as F
 from jaxkit.quantization import nonuniform
@@ -41,7 +45,7 @@ class QuantRule:
 
   Attributes:
     module_path: regex matched (``re.fullmatch``) against the ``/``-joined
-      path of each ``nnx.Linear`` (e.g. ``'.*mlp.*'``).
+      path of each ``nnx.Linear`` / ``nnx.Einsum`` (e.g. ``'.*mlp.*'``).
     method: ``'rtn'``, ``'awq'``, ``'adadim'``, ``'nupes'``, ``'nf'`` or
       ``'fp'``.
     bits: bits (ignored by ``'fp'``, which uses ``fp_format``).
@@ -59,22 +63,34 @@ class QuantRule:
 
 
 def _linear_paths(model):
+  """``(path, module)`` of every ``nnx.Linear`` / ``nnx.Einsum`` with a kernel."""
   out = []
   for path, module in nnx.iter_graph(model):
-    if isinstance(module, nnx.Linear) and module.kernel[...].ndim == 2:
+    if (isinstance(module, (nnx.Linear, nnx.Einsum))
+        and module.kernel[...].ndim >= 2):
       out.append(("/".join(str(p) for p in path), module))
   return out
 
 
-def _capture_inputs(model, modules, batches):
-  """Eagerly runs the model and records the inputs of ``modules``."""
+def _capture_inputs(model, modules, batches, views, max_rows=None):
+  """Eagerly runs the model and records the ``[rows, K]`` inputs of ``modules``.
+
+  At most ``max_rows`` rows per layer are kept (the first ones seen).
+  """
   captured = {id(m): [] for m in modules}
+  kept = {id(m): 0 for m in modules}
   originals = {}
   for m in modules:
     cls = type(m)
 
     def call(self, x, *a, _orig=cls.__call__, **k):
-      captured[id(self)].append(jnp.reshape(x, (-1, x.shape[-1])))
+      key = id(self)
+      if max_rows is None or kept[key] < max_rows:
+        rows = views[key].flatten_inputs(jnp.asarray(x))
+        if max_rows is not None:
+          rows = rows[:max_rows - kept[key]]
+        kept[key] += rows.shape[0]
+        captured[key].append(rows)
       return _orig(self, x, *a, **k)
 
     originals[id(m)] = cls
@@ -98,26 +114,37 @@ def _capture_inputs(model, modules, batches):
 
 
 def quantize_model(model: nnx.Module, rules: Sequence[QuantRule],
-                   calibration_batches: Iterable[Any] | None = None
-                   ) -> dict[str, Any]:
-  r"""Quantizes the ``nnx.Linear`` kernels of ``model`` in place by rules.
+                   calibration_batches: Iterable[Any] | None = None, *,
+                   max_rows: int | None = None) -> dict[str, Any]:
+  r"""Quantizes the ``nnx.Linear`` / ``nnx.Einsum`` kernels of ``model`` in place.
+
+  Every kernel is quantized as its ``[in, out]`` matrix view (groups run
+  along the flattened input axis ``K``); an ``nnx.Einsum`` kernel
+  ``[d, n, h]`` is quantized as ``[d, n·h]`` and ``[n, h, d]`` as
+  ``[n·h, d]``, and written back in its own shape.
 
   Args:
-    model: a Flax NNX module (any nesting of ``nnx.Linear`` layers).
+    model: a Flax NNX module (any nesting of ``nnx.Linear`` / ``nnx.Einsum``
+      layers).
     rules: :class:`QuantRule` s; the first whose ``module_path`` matches a
       layer's path applies; unmatched layers stay in float.
     calibration_batches: iterable of model inputs (an array or a tuple of
       positional arguments per batch), needed by ``'awq'`` and ``'adadim'``.
+    max_rows: keep at most this many input rows (tokens) per calibrated
+      layer (the first ones seen); ``None`` keeps all. Bounds the memory of
+      calibration on long inputs (all layers' inputs are held at once).
 
   Returns:
     ``{path: QuantizedArray | SparseOutlierArray | (QuantizedArray, s)}``
-    for every quantized layer (``(q, s)`` for AWQ), e.g. for
+    for every quantized layer (``(q, s)`` for AWQ), each of the layer's
+    ``[in, out]`` matrix view, e.g. for
     :func:`~jaxkit.quantization.quantized_bytes`.
 
   Raises:
     ValueError: unknown method, missing / empty calibration data for a
       calibrated method, a layer that matched but was never called during
-      calibration, and every error of the underlying quantizers.
+      calibration, a matched ``nnx.Einsum`` without an ``[in, out]`` view,
+      and every error of the underlying quantizers.
 
   Examples:
     >>> from flax import nnx
@@ -133,11 +160,16 @@ def quantize_model(model: nnx.Module, rules: Sequence[QuantRule],
     if r.method not in _METHODS:
       raise ValueError(f"rule {r.module_path!r}: `method` must be one of "
                        f"{_METHODS}, got {r.method!r}.")
+  if max_rows is not None and (not isinstance(max_rows, int) or max_rows < 1):
+    raise ValueError(f"`max_rows` must be a positive int or None, got "
+                     f"{max_rows!r}.")
   chosen = []
+  views = {}
   for path, module in _linear_paths(model):
     for r in rules:
       if re.fullmatch(r.module_path, path):
         chosen.append((path, module, r))
+        views[id(module)] = kernel_view.matrix_view(module, path)
         break
   acts = {}
   need = [m for _, m, r in chosen if r.method in _CALIBRATED]
@@ -145,10 +177,11 @@ def quantize_model(model: nnx.Module, rules: Sequence[QuantRule],
     if calibration_batches is None:
       raise ValueError("`calibration_batches` is required for AWQ / AdaDim "
                        "rules.")
-    acts = _capture_inputs(model, need, calibration_batches)
+    acts = _capture_inputs(model, need, calibration_batches, views, max_rows)
   out = {}
   for path, module, r in chosen:
-    w = module.kernel[...]
+    view = views[id(module)]
+    w = view.to_matrix(module.kernel[...])
     x = acts.get(id(module))
     if r.method in _CALIBRATED and x is None:
       raise ValueError(f"layer {path!r} was not called on the calibration "
@@ -179,6 +212,7 @@ def quantize_model(model: nnx.Module, rules: Sequence[QuantRule],
       q = nonuniform.fp_quantize(w, format=r.fp_format,
                                  group_size=r.group_size, axis=0)
       new = F.dequantize(q)
-    module.kernel[...] = jax.lax.stop_gradient(new).astype(w.dtype)
+    module.kernel[...] = view.from_matrix(
+        jax.lax.stop_gradient(new).astype(w.dtype))
     out[path] = q
   return out

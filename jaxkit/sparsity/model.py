@@ -1,10 +1,13 @@
 r"""Model-level pruning of Flax NNX models with calibration data.
 
-:func:`prune_model` finds every sub-module with a rank-2 ``kernel`` parameter
-(``nnx.Linear`` and anything shaped like it: ``[in, out]``, called as
-``module(x)`` with ``x`` ``[..., in]``), captures the inputs each one sees on
-the calibration batches, scores and masks its kernel with the rule that
-matches its path, and writes the pruned kernel back in place.
+:func:`prune_model` finds every sub-module with a ``kernel`` parameter of
+rank ≥ 2 (``nnx.Linear`` and anything shaped like it: ``[in, out]``, called
+as ``module(x)`` with ``x`` ``[..., in]``; ``nnx.Einsum`` projections such as
+the attention layers' ``'btd,dnh->btnh'``, seen as the ``[in, out]`` matrix
+of their flattened contracted × output axes), captures the inputs each one
+sees on the calibration batches, scores and masks its kernel with the rule
+that matches its path, and writes the pruned kernel back in place. A matched
+kernel with no ``[in, out]`` view (a convolution, a batched einsum) raises.
 
 **How inputs are captured.** For the duration of the calibration forward
 passes, ``__call__`` of the classes of the matched modules is temporarily
@@ -25,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxkit._src import kernel_view
 from jaxkit.sparsity import criteria
 from jaxkit.sparsity import refinement as dsnot_lib
 from jaxkit.sparsity import nm as nm_lib
@@ -41,7 +45,10 @@ _wanda_mask_jit = jax.jit(
 
 
 def kernel_paths(model: nnx.Module) -> dict[str, nnx.Module]:
-  """Maps ``'<module path>/kernel'`` to every sub-module with a 2-D kernel.
+  """Maps ``'<module path>/kernel'`` to every sub-module with a kernel of rank ≥ 2.
+
+  Rank-2 kernels are ``[in, out]``; ``nnx.Einsum`` kernels are pruned through
+  their ``[in, out]`` matrix view by :func:`prune_model`.
 
   Args:
     model: a Flax NNX module.
@@ -64,7 +71,7 @@ def kernel_paths(model: nnx.Module) -> dict[str, nnx.Module]:
     if not isinstance(node, nnx.Module):
       continue
     kernel = getattr(node, "kernel", None)
-    if isinstance(kernel, nnx.Variable) and jnp.ndim(kernel.get_value()) == 2:
+    if isinstance(kernel, nnx.Variable) and jnp.ndim(kernel.get_value()) >= 2:
       out["/".join(map(str, path + ("kernel",)))] = node
   return out
 
@@ -72,8 +79,9 @@ def kernel_paths(model: nnx.Module) -> dict[str, nnx.Module]:
 class _Recorder:
   """Accumulates layer inputs: sum of squares, sum, count, and a row sample."""
 
-  def __init__(self, max_rows: int):
+  def __init__(self, max_rows: int, view: kernel_view.MatrixView):
     self.max_rows = max_rows
+    self.view = view
     self.sq = None
     self.sum = None
     self.count = 0
@@ -82,8 +90,7 @@ class _Recorder:
     self.first_call = None
 
   def add(self, x):
-    x = jnp.asarray(x)
-    x = x.reshape(-1, x.shape[-1]).astype(jnp.float32)
+    x = self.view.flatten_inputs(jnp.asarray(x)).astype(jnp.float32)
     sq = jnp.sum(jnp.square(x), 0)
     s = jnp.sum(x, 0)
     self.sq = sq if self.sq is None else self.sq + sq
@@ -96,8 +103,9 @@ class _Recorder:
 
 
 @contextlib.contextmanager
-def _capture(modules: Mapping[str, nnx.Module], max_rows: int):
-  recs = {id(mod): _Recorder(max_rows) for mod in modules.values()}
+def _capture(modules: Mapping[str, nnx.Module], max_rows: int, views):
+  recs = {id(mod): _Recorder(max_rows, views[path])
+          for path, mod in modules.items()}
   calls = [0]
   classes = {type(mod) for mod in modules.values()}
   saved = {}
@@ -206,12 +214,15 @@ def prune_model(model: nnx.Module,
     max_rows: rows of captured inputs kept per layer for DSnoT.
 
   Returns:
-    ``{kernel path: bool mask}`` of the pruned kernels (``True`` = kept); plug
+    ``{kernel path: bool mask}`` of the pruned kernels in each kernel's own
+    shape (``True`` = kept; an ``nnx.Einsum`` kernel is scored, and N:M
+    groups run, along its flattened contracted axes); plug
     them into :func:`jaxkit.sparsity.masked` for sparse fine-tuning.
 
   Raises:
-    ValueError: a rule with an unknown method, bad sparsity / N:M, or a Wanda
-      rule for a layer never called during calibration.
+    ValueError: a rule with an unknown method, bad sparsity / N:M, a Wanda
+      rule for a layer never called during calibration, or a matched kernel
+      without an ``[in, out]`` view (e.g. a convolution).
 
   Examples:
     >>> import jax, jax.numpy as jnp
@@ -239,6 +250,7 @@ def prune_model(model: nnx.Module,
   forward = forward or (lambda mdl, batch: mdl(batch))
   targets = {p: mod for p, mod in kernel_paths(model).items()
              if _match(p, rules) is not None}
+  views = {p: kernel_view.matrix_view(mod, p) for p, mod in targets.items()}
   needs_data = any(
       _match(p, rules).get("method", "wanda") == "wanda"
       or _match(p, rules).get("dsnot", False) for p in targets)
@@ -249,7 +261,7 @@ def prune_model(model: nnx.Module,
   def calibrate(mods):
     if not needs_data:
       return {p: None for p in mods}
-    with _capture(mods, max_rows) as recs:
+    with _capture(mods, max_rows, views) as recs:
       for batch in calibration_batches:
         forward(model, batch)
     return recs
@@ -266,8 +278,9 @@ def prune_model(model: nnx.Module,
     if sequential and i > 0 and needs_data:
       recs = calibrate({p: targets[p]})
     kernel = targets[p].kernel
+    w = views[p].to_matrix(kernel.get_value())
+    mask = views[p].from_matrix(_layer_mask(w, recs[p], _match(p, rules)))
     w = kernel.get_value()
-    mask = _layer_mask(w, recs[p], _match(p, rules))
     kernel.set_value(jnp.where(mask, w, jnp.zeros((), w.dtype)))
     masks[p] = mask
   return masks

@@ -124,3 +124,56 @@ def test_perplexity_hand_case():
     assert got == pytest.approx(1 / p, rel=1e-5)
   with pytest.raises(ValueError, match="window"):
     S.perplexity(logits_fn, tokens, window=1)
+
+
+class _Attn(nnx.Module):
+  """Attention-style projections: q ``btd,dnh->btnh``, o ``btnh,nhd->btd``."""
+
+  def __init__(self, d=16, n=2, h=8):
+    self.q = nnx.Einsum("btd,dnh->btnh", (d, n, h), rngs=nnx.Rngs(0))
+    self.o = nnx.Einsum("btnh,nhd->btd", (n, h, d), rngs=nnx.Rngs(1))
+
+  def __call__(self, x):
+    return self.o(jax.nn.gelu(self.q(x)))
+
+
+def test_prune_model_prunes_einsum_kernels_through_matrix_view():
+  attn = _Attn()
+  d, n, h = attn.q.kernel[...].shape
+  w_q = np.asarray(attn.q.kernel[...]).reshape(d, n * h)
+  w_o = np.asarray(attn.o.kernel[...]).reshape(n * h, d)
+  x = jax.random.normal(jax.random.key(3), (2, 6, d))
+  hid = np.asarray(jax.nn.gelu(attn.q(x))).reshape(-1, n * h)
+  masks = S.prune_model(attn, {"q/": dict(sparsity=0.5),
+                               "o/": dict(n=2, m=4)}, [x])
+  assert set(masks) == {"q/kernel", "o/kernel"}    # nothing skipped
+  assert masks["q/kernel"].shape == (d, n, h)
+  # Oracle: Wanda by hand on the flattened [in, out] matrices (numpy).
+  norms = np.sqrt((np.asarray(x).reshape(-1, d) ** 2).sum(0))
+  scores = np.abs(w_q) * norms[:, None]
+  keep = d // 2
+  for j in range(n * h):   # per output column, keep the top half
+    col = masks["q/kernel"].reshape(d, n * h)[:, j]
+    assert col.sum() == keep
+    assert scores[col, j].min() >= scores[~col, j].max()
+  s_o = np.abs(w_o) * np.sqrt((hid ** 2).sum(0))[:, None]
+  m_o = np.asarray(masks["o/kernel"]).reshape(n * h, d)
+  for g in range(0, n * h, 4):   # 2:4 along the flattened input axis
+    blk, sc = m_o[g:g + 4], s_o[g:g + 4]
+    assert (blk.sum(0) == 2).all()
+    assert (np.where(blk, sc, np.inf).min(0) >= np.where(blk, -np.inf, sc).max(0)).all()
+  np.testing.assert_array_equal(
+      np.asarray(attn.o.kernel[...]).reshape(n * h, d), np.where(m_o, w_o, 0))
+
+
+def test_prune_model_kernel_without_matrix_view_raises():
+  class Conv(nnx.Module):
+    def __init__(self):
+      self.c = nnx.Conv(3, 4, (3, 3), rngs=nnx.Rngs(0))
+
+    def __call__(self, x):
+      return self.c(x)
+
+  assert "c/kernel" in S.kernel_paths(Conv())
+  with pytest.raises(ValueError, match=r"'c/kernel'.*rank-4"):
+    S.prune_model(Conv(), {".*": dict(method="magnitude", sparsity=0.5)})
