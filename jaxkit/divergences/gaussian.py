@@ -356,6 +356,8 @@ def gaussian_cauchy_schwarz(mean_p: ArrayLike, cov_p: ArrayLike,
 
     Yu, Yu, Løkse, Jenssen, Principe, `Cauchy-Schwarz Divergence Information
     Bottleneck for Regression <https://arxiv.org/abs/2404.17951>`_, ICLR 2024.
+
+    Catalog: seed_003 #8.
   """
   mp, cp, mq, cq, _ = _prepare(mean_p, cov_p, mean_q, cov_q, diagonal)
   delta = mp - mq

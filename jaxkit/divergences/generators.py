@@ -482,20 +482,20 @@ class FGenerator:
 def get_generator(name: str, **params) -> FGenerator:
   r"""Returns the f-divergence generator called ``name``.
 
-  ==========================  =============================================  ============
-  name                        :math:`f(t)`                                   dual
-  ==========================  =============================================  ============
-  ``'kl'``                    :math:`t \log t`                               reverse_kl
-  ``'reverse_kl'``            :math:`-\log t`                                kl
-  ``'js'``                    :math:`\tfrac12[t\log t-(1+t)\log\tfrac{1+t}2]` js
-  ``'tv'``                    :math:`\tfrac12|t-1|`                          tv
-  ``'pearson_chi2'``          :math:`(t-1)^2`                                neyman_chi2
-  ``'neyman_chi2'``           :math:`(1-t)^2/t`                              pearson_chi2
-  ``'squared_hellinger'``     :math:`(\sqrt t-1)^2`                          itself
-  ``'jeffreys'``              :math:`(t-1)\log t`                            itself
-  ``'amari_alpha'``           :math:`\frac{t^\alpha-1-\alpha(t-1)}{\alpha(\alpha-1)}`  amari 1−α
-  ``'gan'``                   :math:`t\log t-(1+t)\log(1+t)+\log 4`          gan (*)
-  ==========================  =============================================  ============
+  ==========================  ========================================================  ============
+  name                        :math:`f(t)`                                              dual
+  ==========================  ========================================================  ============
+  ``'kl'``                    :math:`t \log t`                                          reverse_kl
+  ``'reverse_kl'``            :math:`-\log t`                                           kl
+  ``'js'``                    :math:`\tfrac12[t\log t-(1+t)\log\tfrac{1+t}2]`           js
+  ``'tv'``                    :math:`\tfrac12|t-1|`                                     tv
+  ``'pearson_chi2'``          :math:`(t-1)^2`                                           neyman_chi2
+  ``'neyman_chi2'``           :math:`(1-t)^2/t`                                         pearson_chi2
+  ``'squared_hellinger'``     :math:`(\sqrt t-1)^2`                                     itself
+  ``'jeffreys'``              :math:`(t-1)\log t`                                       itself
+  ``'amari_alpha'``           :math:`\frac{t^\alpha-1-\alpha(t-1)}{\alpha(\alpha-1)}`   amari 1−α
+  ``'gan'``                   :math:`t\log t-(1+t)\log(1+t)+\log 4`                     gan (*)
+  ==========================  ========================================================  ============
 
   (*) :math:`t f(1/t)` for ``'gan'`` differs from :math:`f` by the affine term
   :math:`(t - 1)\log 4`, which integrates to zero against normalised

@@ -165,6 +165,8 @@ def score_function_surrogate(log_q: ArrayLike, log_p: ArrayLike,
 
     Williams, `Simple statistical gradient-following algorithms for
     connectionist reinforcement learning`, 1992 (REINFORCE).
+
+    Catalog: seed_003 #1.
   """
   gen = _check_generator(generator)
   arrays = {"log_q": log_q, "log_p": log_p}
@@ -235,6 +237,8 @@ def log_partition_estimate(log_target_unnorm: ArrayLike,
     with Preferences through f-divergence Minimization
     <https://arxiv.org/abs/2302.08215>`_, 2023 (importance-sampled
     :math:`Z`).
+
+    Catalog: seed_003 #1.
   """
   (lt, lpi), axes, mask, _ = _prepare(
       {"log_target_unnorm": log_target_unnorm, "log_proposal": log_proposal},
@@ -340,6 +344,8 @@ def pathwise_surrogate(x: ArrayLike, score_p: ArrayLike, score_q: ArrayLike,
     Wang, Lu, Wang, Bao, Li, Su, Zhu, `ProlificDreamer: High-Fidelity and
     Diverse Text-to-3D Generation with Variational Score Distillation
     <https://arxiv.org/abs/2305.16213>`_, 2023 (the reverse-KL case).
+
+    Catalog: seed_001 #42, seed_003 #4.
   """
   gen = _check_generator(generator)
   if not isinstance(normalize, bool):

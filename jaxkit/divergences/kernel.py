@@ -320,6 +320,8 @@ def cauchy_schwarz(x: ArrayLike, y: ArrayLike, *, bandwidth,
 
     Yu, Yu, Løkse, Jenssen, Principe, `Cauchy-Schwarz Divergence Information
     Bottleneck for Regression <https://arxiv.org/abs/2404.17951>`_, ICLR 2024.
+
+    Catalog: seed_003 #8.
   """
   x, y, xm, ym, dtype = _prepare(x, y, x_where, y_where)
   n = x.shape[-2]

@@ -116,6 +116,16 @@ class SinkhornAux(NamedTuple):
       of the returned plan.
     converged: ``[...]`` bool, the solver's stopping test (marginal error
       ``< tol``) passed before ``num_iters`` ran out.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from jaxkit.divergences import sinkhorn
+    >>> x = jnp.array([[0.], [1.]])
+    >>> cost, aux = sinkhorn(x, x, epsilon=0.01)
+    >>> print(aux.plan.shape, aux.f.shape, bool(aux.converged))
+    (2, 2) (2,) True
+    >>> print(f"{float(aux.objective - aux.ent_objective):.4f}")  # eps (H(a) + H(b))
+    0.0139
   """
   objective: Array
   ent_objective: Array
@@ -828,6 +838,8 @@ def monge_gap(
   References:
     Uscidda, Cuturi, "The Monge Gap: A Regularizer to Learn All Transport
     Maps", 2023. https://arxiv.org/abs/2302.04953
+
+    Catalog: seed_003 #9.
   """
   _check_common(epsilon, num_iters, tol, method)
   x_arr = checks.check_floating(x, "x")

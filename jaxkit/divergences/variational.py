@@ -134,6 +134,8 @@ def variational_bound(critic_p: ArrayLike, critic_q: ArrayLike,
     Wang, Wei, Liu, Pang, Liu, Shah, Bao, Liu, Wei, `LLM Unlearning via Loss
     Adjustment with Only Forget Data <https://arxiv.org/abs/2410.11143>`_,
     2024 (FLAT maximises this bound).
+
+    Catalog: seed_003 #26.
   """
   gen = _check_generator(generator)
   vp, vq, axes, mp, mq = _prepare_two(critic_p, critic_q, "critic_p",

@@ -28,7 +28,22 @@ import jax
 
 
 class BackendUnsupportedError(NotImplementedError):
-  """A kernel backend cannot run these arguments here (raised at trace time)."""
+  """A kernel backend cannot run these arguments here (raised at trace time).
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxkit.kernels import (BackendUnsupportedError, as_qmatmul_weight,
+    ...                             quantized_matmul)
+    >>> from jaxkit.quantization import quantize
+    >>> w = as_qmatmul_weight(quantize(jnp.ones((64, 8)), bits=8, group_size=32,
+    ...                                axis=0))
+    >>> other = "pallas_gpu" if jax.default_backend() == "tpu" else "pallas_tpu"
+    >>> try:  # a compiled kernel for another platform
+    ...   quantized_matmul(jnp.ones((2, 64)), w, implementation=other)
+    ... except BackendUnsupportedError:
+    ...   print("unsupported here")
+    unsupported here
+  """
 
 
 @dataclasses.dataclass(frozen=True)

@@ -201,6 +201,8 @@ def fdpg_pseudo_reward(log_target_unnorm: ArrayLike, log_policy: ArrayLike, *,
     Go, Korbak, Kruszewski, Rozen, Ryu, Dymetman, `Aligning Language Models
     with Preferences through f-divergence Minimization
     <https://arxiv.org/abs/2302.08215>`_, 2023.
+
+    Catalog: seed_003 #1.
   """
   gen = _generator(divergence, alpha)
   log_r, mask, _ = _fdpg_log_r(log_target_unnorm, log_policy, log_z,
@@ -288,6 +290,8 @@ def fdpg_loss(log_policy: ArrayLike, log_target_unnorm: ArrayLike, *,
     Go, Korbak, Kruszewski, Rozen, Ryu, Dymetman, `Aligning Language Models
     with Preferences through f-divergence Minimization
     <https://arxiv.org/abs/2302.08215>`_, 2023.
+
+    Catalog: seed_003 #1.
   """
   gen = _generator(divergence, alpha)
   lpi = checks.check_floating(log_policy, "log_policy")
@@ -374,6 +378,8 @@ def dph_rl_penalty(policy_logps: ArrayLike, ref_logps: ArrayLike, *,
     of Divergence: A Neglected Key to Mitigating Diversity Collapse in
     Reinforcement Learning with Verifiable Reward
     <https://arxiv.org/abs/2509.07430>`_, 2025 (DPH-RL).
+
+    Catalog: seed_003 #25.
   """
   gen = _generator(divergence, alpha)
   lq = checks.check_floating(policy_logps, "policy_logps")
@@ -441,6 +447,8 @@ def d2o_loss(policy_sample_logps: ArrayLike, ref_sample_logps: ArrayLike,
     Duan, Yi, Zhang, Lu, Xie, Gu, `Negating Negatives: Alignment with Human
     Negative Samples via Distributional Dispreference Optimization
     <https://arxiv.org/abs/2403.03419>`_, 2024 (D2O).
+
+    Catalog: seed_000 #28, seed_003 #15.
   """
   ps = checks.check_floating(policy_sample_logps, "policy_sample_logps")
   rs = checks.check_floating(ref_sample_logps, "ref_sample_logps")
@@ -566,6 +574,8 @@ def group_normalize(rewards: ArrayLike, *, where: ArrayLike | None = None,
     Zheng et al., `Ultra-Fast Language Generation via Discrete Diffusion
     Divergence Instruct <https://arxiv.org/abs/2509.25035>`_, 2025
     (DiDi-Instruct).
+
+    Catalog: seed_003 #2.
   """
   r = checks.check_floating(rewards, "rewards")
   if r.ndim < 1:
@@ -636,6 +646,8 @@ def flat_loss(template_scores: ArrayLike, forget_scores: ArrayLike, *,
     Wang, Wei, Liu, Pang, Liu, Shah, Bao, Liu, Wei, `LLM Unlearning via Loss
     Adjustment with Only Forget Data <https://arxiv.org/abs/2410.11143>`_,
     ICLR 2025.
+
+    Catalog: seed_003 #26.
   """
   gen = _generator(divergence, None)
   return -variational_bound(template_scores, forget_scores, gen, axis=axis,

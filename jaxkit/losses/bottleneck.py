@@ -54,6 +54,8 @@ def dkvb_lookup(z: ArrayLike, keys: ArrayLike,
   References:
     Träuble, Goyal, Rahaman, et al., `Discrete Key-Value Bottleneck
     <https://arxiv.org/abs/2207.11240>`_, ICML 2023.
+
+    Catalog: seed_002 #19.
   """
   z = checks.check_floating(z, "z")
   k = checks.check_floating(keys, "keys")

@@ -174,6 +174,8 @@ def ldam_margins(class_counts: ArrayLike, *,
     Cao, Wei, Gaidon, Arechiga, Ma, `Learning Imbalanced Datasets with
     Label-Distribution-Aware Margin Loss <https://arxiv.org/abs/1906.07413>`_,
     NeurIPS 2019.
+
+    Catalog: seed_000 #1.
   """
   checks.check_scalar(max_margin, "max_margin", positive=True)
   counts = _check_counts(class_counts, None)
@@ -233,6 +235,8 @@ def ldam_loss(logits: ArrayLike, labels: ArrayLike, *,
     Cao, Wei, Gaidon, Arechiga, Ma, `Learning Imbalanced Datasets with
     Label-Distribution-Aware Margin Loss <https://arxiv.org/abs/1906.07413>`_,
     NeurIPS 2019.
+
+    Catalog: seed_000 #1.
   """
   checks.check_scalar(scale, "scale", positive=True)
   z, labels, mask = _prepare(logits, labels, where)
@@ -357,6 +361,8 @@ def comp_sum_loss(logits: ArrayLike, labels: ArrayLike, *, tau: float,
   References:
     Mao, Mohri, Zhong, `Cross-Entropy Loss Functions: Theoretical Analysis and
     Applications <https://arxiv.org/abs/2304.07288>`_, ICML 2023.
+
+    Catalog: seed_003 #30.
   """
   checks.check_scalar(tau, "tau", nonnegative=True)
   z, labels, mask = _prepare(logits, labels, where)
@@ -442,6 +448,8 @@ def ldr_kl_loss(logits: ArrayLike, labels: ArrayLike, *, lam: float = 1.0,
     Zhu, Ying, Yang, `Label Distributionally Robust Losses for Multi-class
     Classification: Consistency, Robustness and Adaptivity
     <https://arxiv.org/abs/2112.14869>`_, ICML 2023.
+
+    Catalog: seed_000 #2.
   """
   checks.check_scalar(lam, "lam", positive=True)
   checks.check_scalar(margin, "margin", nonnegative=True)
@@ -491,6 +499,8 @@ def aldr_kl_lambdas(logits: ArrayLike, *, lam0: float = 1.0,
     Zhu, Ying, Yang, `Label Distributionally Robust Losses for Multi-class
     Classification: Consistency, Robustness and Adaptivity
     <https://arxiv.org/abs/2112.14869>`_, ICML 2023.
+
+    Catalog: seed_000 #2.
   """
   checks.check_scalar(lam0, "lam0", positive=True)
   checks.check_scalar(alpha, "alpha", lower=1.0)
@@ -578,6 +588,8 @@ def aldr_kl_loss(logits: ArrayLike, labels: ArrayLike, *, lam0: float = 1.0,
     Zhu, Ying, Yang, `Label Distributionally Robust Losses for Multi-class
     Classification: Consistency, Robustness and Adaptivity
     <https://arxiv.org/abs/2112.14869>`_, ICML 2023.
+
+    Catalog: seed_000 #2.
   """
   checks.check_scalar(margin, "margin", nonnegative=True)
   lam = aldr_kl_lambdas(logits, lam0=lam0, alpha=alpha, lam_prev=lam_prev,
@@ -641,6 +653,8 @@ def anyloss_confusion(probs_or_logits: ArrayLike, labels: ArrayLike, *,
   References:
     Han, Moniz, Chawla, `AnyLoss: Transforming Classification Metrics into
     Loss Functions <https://arxiv.org/abs/2405.14745>`_, KDD 2024.
+
+    Catalog: seed_003 #28.
   """
   checks.check_scalar(amplifier, "amplifier", positive=True)
   x = checks.check_floating(probs_or_logits, "probs_or_logits")
@@ -725,6 +739,8 @@ def anyloss(probs_or_logits: ArrayLike, labels: ArrayLike, *,
   References:
     Han, Moniz, Chawla, `AnyLoss: Transforming Classification Metrics into
     Loss Functions <https://arxiv.org/abs/2405.14745>`_, KDD 2024.
+
+    Catalog: seed_003 #28.
   """
   if not callable(metric) and metric not in ANYLOSS_METRICS:
     raise ValueError(f"`metric` must be one of {ANYLOSS_METRICS} or a "
@@ -788,6 +804,8 @@ def probability_margin_loss(logits: ArrayLike, labels: ArrayLike, *,
     Xie, Wang, Zhou, Huang, Ma, `Towards Million-Scale Adversarial
     Robustness Evaluation With Stronger Individual Attacks
     <https://arxiv.org/abs/2411.15210>`_, 2024.
+
+    Catalog: seed_000 #41.
   """
   z, labels, mask = _prepare(logits, labels, where)
   if z.shape[-1] < 2:
@@ -840,6 +858,8 @@ def multi_head_min_loss(head_losses: ArrayLike, *, relaxation: float = 0.0,
     Rupprecht et al., `Learning in an Uncertain World: Representing Ambiguity
     Through Multiple Hypotheses <https://arxiv.org/abs/1612.00197>`_, ICCV
     2017.
+
+    Catalog: seed_000 #34.
   """
   x = checks.check_floating(head_losses, "head_losses")
   (ax,) = checks.normalize_axis(axis, x.ndim)
@@ -891,6 +911,8 @@ def bag_proportion_loss(probs: ArrayLike, bag_ids: ArrayLike,
     (DLLP), 2017; Havaldar et al., `Learning from Label Proportions with
     Instance-wise Consistency / Belief Propagation
     <https://arxiv.org/abs/2310.08056>`_, 2023.
+
+    Catalog: seed_000 #23, seed_001 #29.
   """
   p = checks.check_floating(probs, "probs")
   checks.check_rank(p, 1, "probs")
@@ -954,6 +976,8 @@ def gaussian_prototype_logits(queries: ArrayLike, support: ArrayLike, *,
   References:
     Guo et al., `Gaussian Prototype with Adaptive Margin for Few-shot Open
     Relation Extraction` (GPAM), 2024.
+
+    Catalog: seed_000 #5.
   """
   checks.check_scalar(eps, "eps", positive=True)
   q = checks.check_floating(queries, "queries")
@@ -1017,6 +1041,8 @@ def pgd_attack(loss_fn: Callable[[jax.Array], jax.Array], x: ArrayLike, *,
     Madry, Makelov, Schmidt, Tsipras, Vladu, `Towards Deep Learning Models
     Resistant to Adversarial Attacks <https://arxiv.org/abs/1706.06083>`_,
     ICLR 2018; Xie et al., PMA, arXiv:2411.15210, 2024.
+
+    Catalog: seed_000 #41.
   """
   if norm not in ("linf", "l2"):
     raise ValueError(f"`norm` must be 'linf' or 'l2', got {norm!r}.")

@@ -69,6 +69,8 @@ def depict_targets(
     Dizaji, Herandi, Deng, Cai, Huang, `Deep Clustering via Joint
     Convolutional Autoencoder Embedding and Relative Entropy Minimization
     <https://arxiv.org/abs/1704.06327>`_, ICCV 2017.
+
+    Catalog: seed_003 #3.
   """
   p = _check_assignments(probs, "probs")
   n, c = p.shape
@@ -133,6 +135,8 @@ def depict_clustering_loss(
     Dizaji, Herandi, Deng, Cai, Huang, `Deep Clustering via Joint
     Convolutional Autoencoder Embedding and Relative Entropy Minimization
     <https://arxiv.org/abs/1704.06327>`_, ICCV 2017.
+
+    Catalog: seed_003 #3.
   """
   lp = _check_assignments(log_probs, "log_probs")
   q = _check_assignments(targets, "targets")

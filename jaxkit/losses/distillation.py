@@ -275,6 +275,8 @@ def bd_kd_loss(
   References:
     Amara et al., `BD-KD: Balancing the Divergences for Online Knowledge
     Distillation`, 2022 (paper catalog seed_003 #21).
+
+    Catalog: seed_003 #21.
   """
   s, t = _check_logits(student_logits, teacher_logits)
   w = checks.check_floating(forward_weight, "forward_weight")
@@ -368,6 +370,8 @@ def sinkhorn_kd_loss(
 
     Cuturi, `Sinkhorn Distances: Lightspeed Computation of Optimal Transport
     <https://arxiv.org/abs/1306.0895>`_, 2013.
+
+    Catalog: seed_003 #5.
   """
   checks.check_scalar(temperature, "temperature", positive=True)
   checks.check_scalar(scale, "scale")
@@ -445,6 +449,8 @@ def pld_loss(
     `PLD: A Choice-Theoretic List-Wise Knowledge Distillation` (Plackett–Luce
     distillation); paper catalog entries seed_000 #48 / seed_003 #19 (authors
     and arXiv id not recorded there).
+
+    Catalog: seed_000 #48, seed_001 #46, seed_003 #19.
   """
   checks.check_scalar(temperature, "temperature", positive=True)
   s, t = _check_logits(student_logits, teacher_logits)
@@ -546,6 +552,8 @@ def fdistill_loss(
   References:
     Xu, Nie, Vahdat, `One-step Diffusion Models with f-Divergence Distribution
     Matching <https://arxiv.org/abs/2502.15681>`_, 2025.
+
+    Catalog: seed_001 #42, seed_003 #4.
   """
   params = {} if alpha is None else {"alpha": alpha}
   try:
@@ -633,6 +641,8 @@ def teacher_class_means(
     Wang, Cheng, Duan, Wang, Feng, Kong, `Improving Knowledge Distillation via
     Regularizing Feature Norm and Direction
     <https://arxiv.org/abs/2305.17007>`_, 2023.
+
+    Catalog: seed_000 #14.
   """
   t = checks.check_floating(teacher_emb, "teacher_emb")
   checks.check_rank(t, 2, "teacher_emb")
@@ -707,6 +717,8 @@ def nd_loss(
     Regularizing Feature Norm and Direction
     <https://arxiv.org/abs/2305.17007>`_, 2023
     (code: github.com/WangYZ1608/Knowledge-Distillation-via-ND).
+
+    Catalog: seed_000 #14.
   """
   s = checks.check_floating(student_emb, "student_emb")
   t = checks.check_floating(teacher_emb, "teacher_emb")
@@ -776,6 +788,8 @@ def margin_mse_loss(
     Hofstätter, Althammer, Schröder, Sertkan, Hanbury, `Improving Efficient
     Neural Ranking Models with Cross-Architecture Knowledge Distillation
     <https://arxiv.org/abs/2010.02666>`_, 2020.
+
+    Catalog: seed_000 #3.
   """
   names = ("student_pos", "student_neg", "teacher_pos", "teacher_neg")
   arrs = [checks.check_floating(a, n) for a, n in
@@ -851,6 +865,8 @@ def dhkd_loss(
     Yang, Zhou, Zhang, Gong, Li, Zhan, `Dual-Head Knowledge Distillation:
     Enhancing Logits Utilization with an Auxiliary Head`, 2024 (paper catalog
     seed_000 #9; arXiv id not recorded there).
+
+    Catalog: seed_000 #9.
   """
   for w, n in ((ce_weight, "ce_weight"), (kd_weight, "kd_weight"),
                (logit_weight, "logit_weight")):
@@ -929,10 +945,11 @@ def dho_loss(
     0.3501
 
   References:
-    Kang, Lee, Hwang, Lee, et al., `Simple yet Effective Semi-supervised
+    Kang, Lee, Jang, Hwang, `Simple yet Effective Semi-supervised
     Knowledge Distillation from Vision-Language Models via Dual-Head
-    Optimization`, 2025 (paper catalog seed_000 #26; arXiv id not recorded
-    there).
+    Optimization`, 2025, arXiv:2505.07675.
+
+    Catalog: seed_000 #26.
   """
   checks.check_scalar(temperature, "temperature", positive=True)
   zs, zk = _check_logits(sup_logits, kd_logits)
@@ -1000,6 +1017,8 @@ def dho_predict(
 
   References:
     As :func:`dho_loss`.
+
+    Catalog: seed_000 #26.
   """
   checks.check_scalar(alpha, "alpha", lower=0.0, upper=1.0)
   checks.check_scalar(temperature, "temperature", positive=True)
@@ -1047,6 +1066,8 @@ def weight_align(kernel: ArrayLike, new_classes: ArrayLike) -> jax.Array:
     Zhao, Xiao, Gan, Zhang, Xia, `Maintaining Discrimination and Fairness in
     Class Incremental Learning <https://arxiv.org/abs/1911.07053>`_, CVPR
     2020.
+
+    Catalog: seed_002 #64.
   """
   w = checks.check_floating(kernel, "kernel")
   checks.check_rank(w, 2, "kernel")

@@ -73,6 +73,8 @@ def compositional_nll_surrogate(
     Jiang, Qiu, Yang, et al., `Learning Unnormalized Statistical Models via
     Compositional Optimization <https://arxiv.org/abs/2306.07485>`_, ICML
     2023.
+
+    Catalog: seed_003 #20.
   """
   checks.check_scalar(gamma, "gamma", positive=True, upper=1.0)
   ed = _vec(energy_data, "energy_data")
@@ -130,6 +132,8 @@ def nce_loss(energy_data: ArrayLike, energy_noise: ArrayLike,
     Gutmann, Hyvärinen, `Noise-contrastive estimation: A new estimation
     principle for unnormalized statistical models
     <https://proceedings.mlr.press/v9/gutmann10a.html>`_, AISTATS 2010.
+
+    Catalog: seed_003 #20.
   """
   ed = _vec(energy_data, "energy_data")
   en = _vec(energy_noise, "energy_noise")

@@ -118,6 +118,8 @@ def cs_qmi(
     Yu, Yu, Løkse, Jenssen, Principe, `Cauchy-Schwarz Divergence Information
     Bottleneck for Regression <https://arxiv.org/abs/2404.17951>`_, ICLR 2024;
     Principe, `Information Theoretic Learning`, Springer 2010.
+
+    Catalog: seed_003 #8.
   """
   xs = _samples(x, "x")
   zs = _samples(z, "z", xs.shape[0])
@@ -186,6 +188,8 @@ def cs_conditional_divergence(
   References:
     Yu, Yu, Løkse, Jenssen, Principe, `Cauchy-Schwarz Divergence Information
     Bottleneck for Regression <https://arxiv.org/abs/2404.17951>`_, ICLR 2024.
+
+    Catalog: seed_003 #8.
   """
   xs = _samples(x, "x")
   ys = _samples(y, "y", xs.shape[0])
@@ -258,6 +262,8 @@ def cs_ib_loss(
   References:
     Yu, Yu, Løkse, Jenssen, Principe, `Cauchy-Schwarz Divergence Information
     Bottleneck for Regression <https://arxiv.org/abs/2404.17951>`_, ICLR 2024.
+
+    Catalog: seed_003 #8.
   """
   checks.check_scalar(beta, "beta", nonnegative=True)
   pred = cs_conditional_divergence(x, y, y_pred, bandwidth=bandwidth)
@@ -313,6 +319,8 @@ def wasserstein_dependency_loss(
     Ozair, Lynch, Bengio, van den Oord, Levine, Sermanet, `Wasserstein
     Dependency Measure for Representation Learning
     <https://arxiv.org/abs/1903.11780>`_, NeurIPS 2019.
+
+    Catalog: seed_003 #22.
   """
   s = checks.check_floating(scores, "scores")
   checks.check_rank(s, 2, "scores")
@@ -389,6 +397,8 @@ def lipschitz_penalty(
     Wasserstein GANs <https://arxiv.org/abs/1704.00028>`_, NeurIPS 2017;
     Ozair et al., `Wasserstein Dependency Measure for Representation Learning
     <https://arxiv.org/abs/1903.11780>`_, NeurIPS 2019.
+
+    Catalog: seed_003 #22.
   """
   xs = checks.check_floating(x, "x")
   ys = checks.check_floating(y, "y")

@@ -192,6 +192,8 @@ def multi_similarity_miner(
     Wang, Han, Huang, Dong, Scott, `Multi-Similarity Loss with General Pair
     Weighting for Deep Metric Learning <https://arxiv.org/abs/1904.06627>`_,
     CVPR 2019.
+
+    Catalog: seed_001 #18.
   """
   emb, lab, mask = _check_batch(embeddings, labels, where)
   checks.check_scalar(epsilon, "epsilon", nonnegative=True)
@@ -276,6 +278,8 @@ def multi_similarity_loss(
     Wang, Han, Huang, Dong, Scott, `Multi-Similarity Loss with General Pair
     Weighting for Deep Metric Learning <https://arxiv.org/abs/1904.06627>`_,
     CVPR 2019.
+
+    Catalog: seed_001 #18.
   """
   emb, lab, mask = _check_batch(embeddings, labels, where)
   checks.check_scalar(alpha, "alpha", positive=True)
@@ -360,6 +364,8 @@ def tcm_regularizer(
     Zhang, Jiang, Yang, Wang, Zheng, Sun, Song, Wang, `Threshold-Consistent
     Margin Loss for Open-World Deep Metric Learning
     <https://arxiv.org/abs/2307.04047>`_, ICLR 2024.
+
+    Catalog: seed_000 #39.
   """
   emb, lab, mask = _check_batch(embeddings, labels, where)
   checks.check_scalar(pos_margin, "pos_margin")
@@ -426,6 +432,8 @@ def threshold_f1_curves(
     Zhang et al., `Threshold-Consistent Margin Loss for Open-World Deep Metric
     Learning <https://arxiv.org/abs/2307.04047>`_, ICLR 2024 (utility curves
     of the OPIS metric).
+
+    Catalog: seed_000 #39.
   """
   emb, lab, mask = _check_batch(embeddings, labels, where)
   if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
@@ -503,6 +511,8 @@ def opis(
   References:
     Zhang et al., `Threshold-Consistent Margin Loss for Open-World Deep Metric
     Learning <https://arxiv.org/abs/2307.04047>`_, ICLR 2024.
+
+    Catalog: seed_000 #39.
   """
   u = checks.check_floating(per_class_utility, "per_class_utility")
   ub = checks.check_floating(overall_utility, "overall_utility")
@@ -724,6 +734,8 @@ def info_nce_hard_negatives_loss(
     Inspire A Versatile Embedding Model <https://arxiv.org/abs/2506.20923>`_,
     2025; van den Oord, Li, Vinyals, `Representation Learning with Contrastive
     Predictive Coding <https://arxiv.org/abs/1807.03748>`_, 2018.
+
+    Catalog: seed_001 #10, seed_002 #58.
   """
   q = checks.check_floating(queries, "queries")
   p = checks.check_floating(positives, "positives")

@@ -65,6 +65,8 @@ def ensemble_log_probs(logits: ArrayLike, *, temperature: float = 1.0,
   References:
     Kim, Kotha, Liang, Hashimoto, `Pre-training under infinite compute
     <https://arxiv.org/abs/2509.14786>`_, 2025.
+
+    Catalog: seed_002 #52.
   """
   checks.check_scalar(temperature, "temperature", positive=True)
   z = checks.check_floating(logits, "logits")
@@ -126,6 +128,8 @@ def ensemble_distill_loss(student_logits: ArrayLike,
 
     Hinton, Vinyals, Dean, `Distilling the Knowledge in a Neural Network
     <https://arxiv.org/abs/1503.02531>`_, 2015.
+
+    Catalog: seed_002 #52.
   """
   checks.check_scalar(temperature, "temperature", positive=True)
   s, t = _check_teachers(student_logits, teacher_logits)
@@ -189,6 +193,8 @@ def multi_teacher_kd_loss(student_logits: ArrayLike,
   References:
     Kong, Zhang, Yang, Liu, Xu, Chen, Wang, `Flexible and Efficient Knowledge
     Aggregation of Multiple LLMs` (LLM_Integration), 2025.
+
+    Catalog: seed_000 #25.
   """
   checks.check_scalar(temperature, "temperature", positive=True)
   s, t = _check_teachers(student_logits, teacher_logits)

@@ -116,6 +116,8 @@ def decoupled_softmax_loss(scores: ArrayLike, pos_mask: ArrayLike, *,
   References:
     Gupta, Chen, Yu, Hsieh, Dhillon, `Dual-Encoders for Extreme Multi-Label
     Classification <https://arxiv.org/abs/2310.10636>`_, ICLR 2024.
+
+    Catalog: seed_000 #17.
   """
   _check_temperature(temperature)
   s, pos, neg, valid = _prepare(scores, pos_mask, where)
@@ -161,6 +163,8 @@ def multilabel_infonce_loss(scores: ArrayLike, pos_mask: ArrayLike, *,
     Gupta, Chen, Yu, Hsieh, Dhillon, `Dual-Encoders for Extreme Multi-Label
     Classification <https://arxiv.org/abs/2310.10636>`_, ICLR 2024 (the
     multi-label InfoNCE baseline).
+
+    Catalog: seed_000 #17.
   """
   _check_temperature(temperature)
   s, pos, neg, valid = _prepare(scores, pos_mask, where)
@@ -210,6 +214,8 @@ def mlcd_loss(scores: ArrayLike, pos_mask: ArrayLike, *, scale: float = 32.0,
     An, Yang, Feng, Deng, et al., `Multi-label Cluster Discrimination for
     Visual Representation Learning <https://arxiv.org/abs/2407.17331>`_,
     ECCV 2024.
+
+    Catalog: seed_000 #12.
   """
   checks.check_scalar(scale, "scale", positive=True)
   checks.check_scalar(margin, "margin", nonnegative=True)
@@ -250,6 +256,8 @@ def topk_cluster_labels(embeddings: ArrayLike, centers: ArrayLike, *,
     An, Yang, Feng, Deng, et al., `Multi-label Cluster Discrimination for
     Visual Representation Learning <https://arxiv.org/abs/2407.17331>`_,
     ECCV 2024.
+
+    Catalog: seed_000 #12.
   """
   e = checks.check_floating(embeddings, "embeddings")
   c = checks.check_floating(centers, "centers")
@@ -387,6 +395,8 @@ def multilabel_ldam_loss(logits: ArrayLike, targets: ArrayLike, *,
     Biswas, Pham, Zhang, `TransICD: Transformer Based Code-wise Attention
     Model for Explainable ICD Coding <https://arxiv.org/abs/2104.10652>`_,
     AIME 2021; Cao et al., LDAM, NeurIPS 2019.
+
+    Catalog: seed_000 #1.
   """
   checks.check_scalar(margin_scale, "margin_scale", positive=True)
   z = checks.check_floating(logits, "logits")
@@ -488,6 +498,8 @@ def soft_topk_loss(scores: ArrayLike, pos_mask: ArrayLike, *,
   References:
     Gupta, Chen, Yu, Hsieh, Dhillon, `Dual-Encoders for Extreme Multi-Label
     Classification <https://arxiv.org/abs/2310.10636>`_, ICLR 2024.
+
+    Catalog: seed_000 #17.
   """
   checks.check_scalar(alpha, "alpha", positive=True)
   if not isinstance(n_iter, int) or n_iter < 1:

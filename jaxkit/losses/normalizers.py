@@ -170,6 +170,8 @@ def entmax15(logits: ArrayLike, *, axis: int = -1) -> jax.Array:
 
     Cai, Zheng, Ooi, et al., `ARM-Net: Adaptive Relation Modeling Network for
     Structured Data <https://arxiv.org/abs/2107.01830>`_, SIGMOD 2021.
+
+    Catalog: seed_002 #75.
   """
   z, ax, dtype = _prepare_scores(logits, axis)
   return jnp.moveaxis(_entmax15_last(z), -1, ax).astype(dtype)
@@ -262,6 +264,8 @@ def entmax_bisect(logits: ArrayLike, *, alpha: float = 1.5, axis: int = -1,
 
     Blondel, Martins, Niculae, `Learning with Fenchel-Young Losses
     <https://arxiv.org/abs/1901.02324>`_, JMLR 2020.
+
+    Catalog: seed_002 #75.
   """
   alpha = _check_alpha(alpha)
   if not isinstance(n_iter, int) or n_iter < 1:
@@ -334,6 +338,8 @@ def entmax_loss(logits: ArrayLike, labels: ArrayLike, *, alpha: float = 1.5,
 
     Peters, Niculae, Martins, `Sparse Sequence-to-Sequence Models
     <https://arxiv.org/abs/1905.05702>`_, ACL 2019.
+
+    Catalog: seed_002 #75.
   """
   alpha = _check_alpha(alpha)
   z, labels, mask = _prepare_labels(logits, labels, where)

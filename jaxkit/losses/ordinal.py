@@ -49,6 +49,8 @@ def cumulative_logits(x: ArrayLike, alphas: ArrayLike,
     Wang, Tibshirani, et al., `Predicting rare events by shrinking towards
     proportional odds <https://arxiv.org/abs/2305.18700>`_ (PRESTO), ICML
     2023.
+
+    Catalog: seed_001 #21, seed_002 #37.
   """
   x = checks.check_floating(x, "x")
   a = checks.check_floating(alphas, "alphas")
@@ -107,6 +109,8 @@ def cumulative_logit_nll(cum_logits: ArrayLike, labels: ArrayLike, *,
     Tibshirani, et al., `Predicting rare events by shrinking towards
     proportional odds <https://arxiv.org/abs/2305.18700>`_ (PRESTO), ICML
     2023.
+
+    Catalog: seed_001 #21, seed_002 #37.
   """
   checks.check_scalar(min_gap, "min_gap", positive=True)
   eta = checks.check_floating(cum_logits, "cum_logits")
@@ -162,6 +166,8 @@ def fused_l1_penalty(betas: ArrayLike, *, lam: float) -> jax.Array:
     Wang, Tibshirani, et al., `Predicting rare events by shrinking towards
     proportional odds <https://arxiv.org/abs/2305.18700>`_ (PRESTO), ICML
     2023.
+
+    Catalog: seed_001 #21, seed_002 #37.
   """
   checks.check_scalar(lam, "lam", nonnegative=True)
   b = checks.check_floating(betas, "betas")

@@ -118,6 +118,8 @@ def implicit_rewards(policy_chosen_logps: ArrayLike,
     Rafailov, Sharma, Mitchell, Ermon, Manning, Finn, `Direct Preference
     Optimization: Your Language Model is Secretly a Reward Model
     <https://arxiv.org/abs/2305.18290>`_, 2023.
+
+    Catalog: seed_003 #31.
   """
   _check_beta(beta)
   (pc, pr, rc, rr), _ = _prepare(
@@ -441,6 +443,8 @@ def fdpo_loss(policy_chosen_logps: ArrayLike, policy_rejected_logps: ArrayLike,
     Wang, Jiang, Yang, Liu, Chen, `Beyond Reverse KL: Generalizing Direct
     Preference Optimization with Diverse Divergence Constraints
     <https://arxiv.org/abs/2309.16240>`_, 2023.
+
+    Catalog: seed_003 #10.
   """
   _check_beta(beta)
   if divergence not in FDPO_DIVERGENCES:
@@ -643,6 +647,8 @@ def npo_loss(policy_logps: ArrayLike, ref_logps: ArrayLike, *,
     Zhang, Lin, Bai, Mei, `Negative Preference Optimization: From
     Catastrophic Collapse to Effective Unlearning
     <https://arxiv.org/abs/2404.05868>`_, 2024.
+
+    Catalog: seed_001 #30.
   """
   _check_beta(beta)
   (p, r), _ = _prepare((policy_logps, ref_logps),
@@ -676,6 +682,13 @@ def madpo_default_weight(rm_margin: ArrayLike) -> jax.Array:
     >>> w = madpo_default_weight(jnp.array([-2., 0., 2.]))
     >>> print([f"{float(v):.4f}" for v in w])
     ['1.0000', '1.0000', '0.2384']
+
+  References:
+    MADPO: Margin-Adaptive Direct Preference Optimization, 2025 (reference
+    implementation:
+    https://github.com/sitano1004/Margin-Apative-Direct-Preference-Optimization).
+
+    Catalog: seed_000 #29.
   """
   m = checks.check_floating(rm_margin, "rm_margin")
   m = m.astype(checks.compute_dtype(m))
@@ -740,6 +753,8 @@ def madpo_loss(policy_chosen_logps: ArrayLike, policy_rejected_logps: ArrayLike,
 
     Rafailov et al., `Direct Preference Optimization: Your Language Model is
     Secretly a Reward Model <https://arxiv.org/abs/2305.18290>`_, 2023.
+
+    Catalog: seed_000 #29.
   """
   _check_beta(beta)
   if weight_fn is not None and not callable(weight_fn):
@@ -880,6 +895,8 @@ def sparse_po_loss(policy_chosen_token_logps: ArrayLike,
 
     Zeng, Liu, Ma, Yang, Zhang, Wang, `Token-level Direct Preference
     Optimization <https://arxiv.org/abs/2404.11999>`_, 2024 (TDPO).
+
+    Catalog: seed_003 #24.
   """
   _check_beta(beta)
   (pc, rc), dtc = _prepare((policy_chosen_token_logps, ref_chosen_token_logps),
@@ -984,6 +1001,8 @@ def gradient_entanglement(chosen_grads, rejected_grads) -> dict[str, jax.Array]:
     Yuan, Jin, Zhang, Zhang, Liu, Zhong, `A Common Pitfall of Margin-based
     Language Model Alignment: Gradient Entanglement
     <https://arxiv.org/abs/2410.13828>`_, 2024.
+
+    Catalog: seed_000 #8.
   """
   tc = jax.tree.structure(chosen_grads)
   tr = jax.tree.structure(rejected_grads)
@@ -1112,6 +1131,8 @@ def preference_loss(policy_chosen_logps: ArrayLike,
     Xu, Sharaf, Chen, Tan, Shen, Van Durme, Murray, Kim, `Contrastive
     Preference Optimization: Pushing the Boundaries of LLM Performance in
     Machine Translation <https://arxiv.org/abs/2401.08417>`_, 2024.
+
+    Catalog: seed_000 #56.
   """
   if kind not in PREFERENCE_KINDS:
     raise ValueError(

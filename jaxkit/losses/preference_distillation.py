@@ -80,6 +80,8 @@ def dckd_loss(student_chosen_logits: ArrayLike,
     Gao, Tan, Wang, Zhao, Chen, Wen, `Advantage-Guided Distillation for
     Preference Alignment in Small Language Models
     <https://arxiv.org/abs/2502.17927>`_, ICLR 2025.
+
+    Catalog: seed_000 #32.
   """
   checks.check_scalar(rejected_weight, "rejected_weight", nonnegative=True)
   sc = _check_rank3(student_chosen_logits, "student_chosen_logits")
@@ -148,6 +150,8 @@ def adpa_loss(student_logits: ArrayLike, teacher_dpo_logits: ArrayLike,
     Gao, Tan, Wang, Zhao, Chen, Wen, `Advantage-Guided Distillation for
     Preference Alignment in Small Language Models
     <https://arxiv.org/abs/2502.17927>`_, ICLR 2025.
+
+    Catalog: seed_000 #32.
   """
   checks.check_scalar(beta, "beta", positive=True)
   s = _check_rank3(student_logits, "student_logits")

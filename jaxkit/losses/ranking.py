@@ -64,6 +64,8 @@ def yes_no_pointwise_loss(
     Better Multimodal LLM Reranking <https://arxiv.org/abs/2510.14824>`_,
     2025; Nogueira et al., `Document Ranking with a Pretrained
     Sequence-to-Sequence Model <https://arxiv.org/abs/2003.06713>`_, 2020.
+
+    Catalog: seed_001 #43.
   """
   zy = checks.check_floating(logit_yes, "logit_yes")
   zn = checks.check_floating(logit_no, "logit_no")
@@ -130,6 +132,8 @@ def listwise_contrastive_loss(
     Better Multimodal LLM Reranking <https://arxiv.org/abs/2510.14824>`_,
     2025; van den Oord, Li, Vinyals, `Representation Learning with
     Contrastive Predictive Coding <https://arxiv.org/abs/1807.03748>`_, 2018.
+
+    Catalog: seed_001 #43.
   """
   s = checks.check_floating(scores, "scores")
   if s.ndim < 1 or s.shape[-1] < 2:

@@ -125,6 +125,8 @@ def conr_loss(
   References:
     Keramati, Meng, Evans, `ConR: Contrastive Regularizer for Deep Imbalanced
     Regression <https://arxiv.org/abs/2309.06651>`_, ICLR 2024.
+
+    Catalog: seed_000 #50.
   """
   f = checks.check_floating(features, "features")
   checks.check_rank(f, 2, "features")
@@ -248,6 +250,8 @@ def pinball_loss(
     Koenker, Bassett, `Regression Quantiles`, Econometrica 1978; Fakoor,
     Kim, Mueller, Smola, Tibshirani, `Flexible Model Aggregation for Quantile
     Regression <https://arxiv.org/abs/2103.00083>`_, JMLR 2023.
+
+    Catalog: seed_001 #7.
   """
   y, q, lv = _check_quantile_inputs(targets, quantiles, levels)
   mask = checks.check_where(where, q.shape, "where")
@@ -308,6 +312,8 @@ def weighted_interval_score(
     interval format <https://arxiv.org/abs/2005.12881>`_, PLoS Comput. Biol.
     2021; Fakoor et al., `Flexible Model Aggregation for Quantile Regression
     <https://arxiv.org/abs/2103.00083>`_, JMLR 2023.
+
+    Catalog: seed_001 #7.
   """
   y = _check_vector(targets, "targets")
   m = _check_vector(median, "median", y.shape[0])
@@ -362,6 +368,8 @@ def rearrange_quantiles(quantiles: ArrayLike) -> jax.Array:
     Without Crossing <https://arxiv.org/abs/0704.3649>`_, Econometrica 2010;
     Fakoor et al., `Flexible Model Aggregation for Quantile Regression
     <https://arxiv.org/abs/2103.00083>`_, JMLR 2023.
+
+    Catalog: seed_001 #7.
   """
   q = checks.check_floating(quantiles, "quantiles")
   if q.ndim < 1:
@@ -403,6 +411,8 @@ def aggregate_quantiles(
   References:
     Fakoor, Kim, Mueller, Smola, Tibshirani, `Flexible Model Aggregation for
     Quantile Regression <https://arxiv.org/abs/2103.00083>`_, JMLR 2023.
+
+    Catalog: seed_001 #7.
   """
   q = checks.check_floating(quantiles, "quantiles")
   checks.check_rank(q, 3, "quantiles")
@@ -464,6 +474,8 @@ def cqr_correction(
   References:
     Romano, Patterson, Candès, `Conformalized Quantile Regression
     <https://arxiv.org/abs/1905.03222>`_, NeurIPS 2019.
+
+    Catalog: seed_001 #7.
   """
   lo = _check_vector(lower, "lower")
   hi = _check_vector(upper, "upper", lo.shape[0])
@@ -536,6 +548,8 @@ def gaussian_to_soft_label(
     You, Cai, Gu, Fan, Liu, Li, Dong, `Teaching Large Language Models to
     Regress Accurate Image Quality Scores using Score Distribution
     <https://arxiv.org/abs/2501.11561>`_ (DeQA-Score), CVPR 2025.
+
+    Catalog: seed_000 #30.
   """
   mu = _check_vector(mean, "mean")
   sd = _check_vector(std, "std", mu.shape[0])
@@ -605,6 +619,8 @@ def expected_score(
     You et al., `Teaching Large Language Models to Regress Accurate Image
     Quality Scores using Score Distribution
     <https://arxiv.org/abs/2501.11561>`_, CVPR 2025.
+
+    Catalog: seed_000 #30.
   """
   p = checks.check_floating(level_probs, "level_probs")
   lv = jnp.asarray(levels, jnp.float32 if not hasattr(levels, "dtype")
@@ -677,6 +693,8 @@ def thurstone_fidelity_loss(
     <https://arxiv.org/abs/2501.11561>`_, CVPR 2025; Thurstone, `A law of
     comparative judgment`, Psychological Review 1927; Tsai et al., `FRank: a
     ranking method with fidelity loss`, SIGIR 2007.
+
+    Catalog: seed_000 #30.
   """
   names = ("mean_i", "var_i", "mean_j", "var_j", "target_prob")
   arrs = [checks.check_floating(a, n) for a, n in

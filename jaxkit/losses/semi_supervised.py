@@ -72,6 +72,8 @@ def fixmatch_loss(logits_strong: ArrayLike, probs_weak: ArrayLike, *,
     Sohn et al., `FixMatch: Simplifying Semi-Supervised Learning with
     Consistency and Confidence <https://arxiv.org/abs/2001.07685>`_, NeurIPS
     2020.
+
+    Catalog: seed_001 #4, seed_002 #62.
   """
   checks.check_scalar(threshold, "threshold", nonnegative=True, upper=1.0)
   p = _probs(probs_weak, "probs_weak")
@@ -126,6 +128,8 @@ def shrink_class_mask(probs_weak: ArrayLike, *, threshold: float = 0.95
   References:
     Yang, Zhao, Qi, Shi, `Shrinking Class Space for Enhanced Certainty in
     Semi-Supervised Learning <https://arxiv.org/abs/2308.06777>`_, ICCV 2023.
+
+    Catalog: seed_001 #4, seed_002 #62.
   """
   checks.check_scalar(threshold, "threshold", nonnegative=True, upper=1.0)
   p = _probs(probs_weak, "probs_weak")
@@ -191,6 +195,8 @@ def shrinkmatch_loss(logits_strong: ArrayLike, probs_weak: ArrayLike, *,
   References:
     Yang, Zhao, Qi, Shi, `Shrinking Class Space for Enhanced Certainty in
     Semi-Supervised Learning <https://arxiv.org/abs/2308.06777>`_, ICCV 2023.
+
+    Catalog: seed_001 #4, seed_002 #62.
   """
   keep, sub, ok = shrink_class_mask(probs_weak, threshold=threshold)
   p = _probs(probs_weak, "probs_weak")
@@ -227,6 +233,8 @@ def entropy_loss(logits: ArrayLike, *,
     Wang, Shelhamer, Liu, Olshausen, Darrell, `Tent: Fully Test-time
     Adaptation by Entropy Minimization <https://arxiv.org/abs/2006.10726>`_,
     ICLR 2021.
+
+    Catalog: seed_001 #37.
   """
   z = checks.check_floating(logits, "logits")
   if z.ndim < 1:
@@ -280,6 +288,8 @@ def crowd_filter_mask(probs_adapted: ArrayLike,
     Lee, Jung, Choo, et al., `Towards Open-Set Test-Time Adaptation Utilizing
     the Wisdom of Crowds in Entropy Minimization
     <https://arxiv.org/abs/2308.06879>`_, ICCV 2023.
+
+    Catalog: seed_001 #37.
   """
   pa = _probs(probs_adapted, "probs_adapted")
   ps = _probs(probs_source, "probs_source")

@@ -49,7 +49,19 @@ _BITS = (4, 8)
 
 
 class QuantizedWeight(nnx.Variable):
-  """Non-trainable storage of quantized codes, scales and zero points."""
+  """Non-trainable storage of quantized codes, scales and zero points.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> import jaxkit
+    >>> layer = jaxkit.nn.QuantDense(2, 2, bits=8,
+    ...                              kernel=jnp.array([[1., -2.], [.5, 4.]]))
+    >>> print(type(layer.codes).__name__, layer.codes[...].dtype)
+    QuantizedWeight int8
+    >>> print(sorted(nnx.state(layer, jaxkit.nn.QuantizedWeight)))  # not trained
+    ['codes', 'scales']
+  """
 
 
 def _pack_int4(q: jax.Array) -> jax.Array:

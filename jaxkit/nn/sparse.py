@@ -22,7 +22,20 @@ from jaxkit.nn import partitioning as pt
 
 
 class SparsityMask(nnx.Variable):
-  """Non-trainable boolean keep-mask of a :class:`SparseDense` kernel."""
+  """Non-trainable boolean keep-mask of a :class:`SparseDense` kernel.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> import jaxkit
+    >>> layer = jaxkit.nn.SparseDense(
+    ...     2, 2, mask=jnp.array([[True, False], [False, True]]), use_bias=False,
+    ...     rngs=nnx.Rngs(0))
+    >>> print(type(layer.mask).__name__, layer.mask[...].astype(int).tolist())
+    SparsityMask [[1, 0], [0, 1]]
+    >>> print(sorted(nnx.state(layer, nnx.Param)))  # the mask is not a Param
+    ['kernel']
+  """
 
 
 def _check_nm(mask: np.ndarray, n: int, m: int) -> None:

@@ -113,6 +113,13 @@ def awq_candidate_scales(activations: ArrayLike, *, grid: int = 20
     >>> print(np.round(np.asarray(s, np.float64), 4))
     [[1.     1.    ]
      [0.7071 1.4142]]
+
+  References:
+    Lin et al., `AWQ: Activation-aware Weight Quantization for LLM
+    Compression and Acceleration`, MLSys 2024, arXiv:2306.00978 (§3.2: the
+    grid search over :math:`\alpha`); llm-awq ``auto_scale.py``.
+
+    Catalog: seed_000 #52, seed_002 #7.
   """
   x = checks.check_floating(activations, "activations").astype(jnp.float32)
   x_mean = jnp.mean(jnp.abs(x), axis=0)
@@ -180,6 +187,8 @@ def awq_scales(weight: ArrayLike, activations: ArrayLike, *, bits: int,
 
   References:
     Lin et al., arXiv:2306.00978 (§3.2, Eq. 4–5); llm-awq ``auto_scale.py``.
+
+    Catalog: seed_000 #52, seed_002 #7.
   """
   weight, activations, bits = _check_layer(weight, activations, bits,
                                            group_size)
@@ -257,6 +266,8 @@ def awq_clip(weight: ArrayLike, activations: ArrayLike, *, bits: int,
 
   References:
     Lin et al., arXiv:2306.00978; llm-awq ``auto_clip.py``.
+
+    Catalog: seed_000 #52, seed_002 #7.
   """
   weight, activations, bits = _check_layer(weight, activations, bits,
                                            group_size)
@@ -311,6 +322,8 @@ def awq_quantize(weight: ArrayLike, activations: ArrayLike, *, bits: int,
 
   References:
     Lin et al., arXiv:2306.00978.
+
+    Catalog: seed_000 #52, seed_002 #7.
   """
   weight, activations, bits = _check_layer(weight, activations, bits,
                                            group_size)

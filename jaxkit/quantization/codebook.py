@@ -116,6 +116,12 @@ def codebook_fake_quant(weight: ArrayLike, codebook: ArrayLike) -> jax.Array:
     >>> jax.grad(lambda c: codebook_fake_quant(jnp.array([0.2, -2.0, 0.9]),
     ...                                        c).sum())(cb)
     Array([1., 2.], dtype=float32)
+
+  References:
+    JLCM — jointly learnable codebooks and mappings (no public reference
+    code; see the module docstring for what is implemented).
+
+    Catalog: seed_002 #33.
   """
   w = checks.check_floating(weight, "weight")
   cb = checks.check_floating(codebook, "codebook")

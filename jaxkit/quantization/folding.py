@@ -66,6 +66,12 @@ def fold_batch_norm(kernel: ArrayLike, bias: ArrayLike | None, *,
     >>> k, b
     (Array([[1., 1.],
            [1., 1.]], dtype=float32), Array([-1.,  0.], dtype=float32))
+
+  References:
+    Krishnamoorthi, `Quantizing deep convolutional networks for efficient
+    inference: A whitepaper`, arXiv:1806.08342, 2018.
+
+    Catalog: seed_002 #65.
   """
   kernel = checks.check_floating(kernel, "kernel")
   n_out = kernel.shape[-1]

@@ -77,6 +77,14 @@ class QuantizedArray:
     axis: the grouped axis; ``None`` = one scale for the whole tensor.
     format: ``'int'``, ``'fp'`` or ``'lut'``.
     dtype: dtype of the original array (what :func:`dequantize` returns).
+
+  Example:
+    >>> import jax.numpy as jnp, numpy as np
+    >>> from jaxkit.quantization import QuantizedArray, dequantize
+    >>> q = QuantizedArray(codes=jnp.array([[-2, 1, 4, 0]], jnp.int8),
+    ...                    scales=jnp.array([[0.5, 0.25]]), bits=4, group_size=2)
+    >>> print(q.shape, np.asarray(dequantize(q)))
+    (1, 4) [[-1.   0.5  1.   0. ]]
   """
 
   codes: jax.Array
@@ -107,6 +115,16 @@ class SparseOutlierArray:
     dense: :class:`QuantizedArray` of the full shape.
     indices: ``[k]`` int32 flat (row-major) indices of the outliers.
     values: ``[k]`` outlier values (float16 / float32).
+
+  Example:
+    >>> import jax.numpy as jnp, numpy as np
+    >>> from jaxkit.quantization import (SparseOutlierArray, dequantize,
+    ...                                  quantize)
+    >>> dense = quantize(jnp.array([[0.5, 0.0, -0.5]]), bits=8)
+    >>> q = SparseOutlierArray(dense, indices=jnp.array([1]),
+    ...                        values=jnp.array([9.0]))
+    >>> print(q.shape, np.round(np.asarray(dequantize(q)), 3))
+    (1, 3) [[ 0.5  9.  -0.5]]
   """
 
   dense: QuantizedArray
@@ -315,6 +333,8 @@ def quantize(x: ArrayLike, *, bits: int, group_size: int | None = None,
   References:
     Nagel et al., `A White Paper on Neural Network Quantization`,
     arXiv:2106.08295, 2021 (§2: uniform affine quantization).
+
+    Catalog: seed_002 #65.
   """
   x = _check_float_input(x)
   bits = _check_bits(bits)

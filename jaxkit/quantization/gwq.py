@@ -56,6 +56,12 @@ def gradient_saliency(weight: ArrayLike, grad: ArrayLike | None, *,
     >>> gradient_saliency(jnp.array([1.0, -2.0]), jnp.array([-3.0, 0.5]),
     ...                   saliency='taylor')
     Array([3., 1.], dtype=float32)
+
+  References:
+    Shao et al., "GWQ: Gradient-Aware Weight Quantization for Large
+    Language Models", arXiv:2411.00850, 2024.
+
+    Catalog: seed_002 #8.
   """
   if saliency not in _SALIENCY:
     raise ValueError(f"`saliency` must be one of {_SALIENCY}, got "
@@ -117,6 +123,8 @@ def gwq_quantize(weight: ArrayLike, grad: ArrayLike | None, *, bits: int,
 
   References:
     Shao et al., arXiv:2411.00850, 2024.
+
+    Catalog: seed_002 #8.
   """
   weight = F._check_float_input(weight, "weight")  # pylint: disable=protected-access
   checks.check_scalar(outlier_frac, "outlier_frac", lower=0.0)

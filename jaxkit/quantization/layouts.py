@@ -195,6 +195,8 @@ def to_marlin_layout(q: F.QuantizedArray) -> dict[str, jax.Array]:
 
   References:
     Frantar et al., arXiv:2408.11743; ``IST-DASLab/marlin`` ``Layer.pack``.
+
+    Catalog: seed_002 #57.
   """
   _check_int4(q, symmetric=True)
   k, n = q.shape
@@ -241,6 +243,13 @@ def from_marlin_layout(b: ArrayLike, s: ArrayLike, *, dtype=jnp.float16
     ...                           to_marlin_layout(q).items()})
     >>> bool(jnp.all(r.codes == q.codes)), bool(jnp.all(r.scales == q.scales))
     (True, True)
+
+  References:
+    Frantar, Castro, Chen, Hoefler, Alistarh, `MARLIN: Mixed-Precision
+    Auto-Regressive Parallel Inference on Large Language Models`,
+    arXiv:2408.11743, 2024.
+
+    Catalog: seed_002 #57.
   """
   b, s = jnp.asarray(b), jnp.asarray(s)
   k, n = b.shape[0] * 16, b.shape[1] // 2

@@ -75,6 +75,8 @@ def lq_lora_decompose(weight: ArrayLike, *, rank: int, bits: int = 4,
 
   References:
     Guo et al., arXiv:2311.12023, §3.1 (Algorithm 1).
+
+    Catalog: seed_002 #9.
   """
   w = F._check_float_input(weight, "weight").astype(jnp.float32)  # pylint: disable=protected-access
   checks.check_rank(w, 2, "weight")
@@ -104,6 +106,13 @@ class BitStackBlocks:
     act_scale: ``[in]`` activation-aware input scaling (divided out on
       reconstruction) or ones.
     shape: ``(in, out)`` (static).
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxkit.quantization import bitstack_decompose
+    >>> b = bitstack_decompose(jnp.eye(4), n_blocks=2, rank=1)
+    >>> print(b.shape, b.signs.shape, b.u.shape, b.v.shape)
+    (4, 4) (2, 2) (2, 4, 1) (2, 4, 1)
   """
 
   signs: jax.Array
@@ -160,6 +169,8 @@ def bitstack_decompose(weight: ArrayLike, *, n_blocks: int = 16,
 
   References:
     Wang et al., arXiv:2410.23918, §3 (``decompose.py``).
+
+    Catalog: seed_002 #78.
   """
   w = F._check_float_input(weight, "weight").astype(jnp.float32)  # pylint: disable=protected-access
   checks.check_rank(w, 2, "weight")
@@ -211,6 +222,12 @@ def bitstack_reconstruct(blocks: BitStackBlocks, n_blocks: int) -> jax.Array:
     >>> b = bitstack_decompose(jnp.eye(4), n_blocks=2, rank=1)
     >>> bitstack_reconstruct(b, 0).shape
     (4, 4)
+
+  References:
+    Wang et al., `BitStack: Any-Size Compression of Large Language Models
+    in Variable Memory Environments`, arXiv:2410.23918.
+
+    Catalog: seed_002 #78.
   """
   total = blocks.u.shape[0]
   if isinstance(n_blocks, bool) or not 0 <= int(n_blocks) <= total:

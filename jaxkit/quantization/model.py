@@ -52,6 +52,15 @@ class QuantRule:
     group_size: group size along the input axis.
     symmetric: symmetric codes (``'rtn'``, ``'awq'``, ``'adadim'``).
     fp_format: ``'e4m3'`` / ``'e5m2'`` / ``'e2m1'`` for ``'fp'``.
+
+  Examples:
+    >>> import re
+    >>> from jaxkit.quantization import QuantRule
+    >>> rules = [QuantRule('.*attn.*', method='rtn', bits=8, group_size=None),
+    ...          QuantRule('.*', method='awq', bits=4, group_size=64)]
+    >>> path = 'layers/3/mlp/up'
+    >>> next(r for r in rules if re.fullmatch(r.module_path, path)).method
+    'awq'
   """
 
   module_path: str

@@ -88,6 +88,8 @@ def fp_quantize(x: ArrayLike, *, format: str = "e4m3",  # pylint: disable=redefi
   References:
     Wu et al., arXiv:2307.09782, 2023 (§3: FP8/FP4 formats, power-of-two
     scales for FP4 weights).
+
+    Catalog: seed_002 #32.
   """
   x = F._check_float_input(x)  # pylint: disable=protected-access
   fdt = _check_format(format)
@@ -278,6 +280,12 @@ def power_levels(bits: int, exponent: float) -> jax.Array:
     >>> print(power_levels(3, 2.0))
     [-1.         -0.44444448 -0.11111112  0.          0.11111112  0.44444448
       1.        ]
+
+  References:
+    Yvinec et al., `NUPES: Non-Uniform Post-Training Quantization via
+    Power Exponent Search`, arXiv:2308.05600, 2023.
+
+    Catalog: seed_002 #28.
   """
   bits = F._check_bits(bits)  # pylint: disable=protected-access
   checks.check_scalar(exponent, "exponent", positive=True)
@@ -330,6 +338,8 @@ def nupes_quantize(x: ArrayLike, *, bits: int, group_size: int | None = None,
 
   References:
     Yvinec et al., arXiv:2308.05600, 2023.
+
+    Catalog: seed_002 #28.
   """
   x = F._check_float_input(x)  # pylint: disable=protected-access
   if exponents is None:

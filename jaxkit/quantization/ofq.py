@@ -41,6 +41,12 @@ def statsq_scale(w: ArrayLike, *, axis: int | None = -1) -> jax.Array:
     >>> from jaxkit.quantization import statsq_scale
     >>> statsq_scale(jnp.array([[1.0, -3.0]]))
     Array([[4.]], dtype=float32)
+
+  References:
+    Liu et al., "Oscillation-free Quantization for Low-bit Vision
+    Transformers" (OFQ), ICML 2023, arXiv:2302.02210.
+
+    Catalog: seed_001 #13, seed_002 #29.
   """
   w = checks.check_floating(w, "w")
   return jax.lax.stop_gradient(2.0 * jnp.mean(jnp.abs(w), axis=axis,
@@ -69,6 +75,12 @@ def statsq_levels(w: ArrayLike, *, bits: int, axis: int | None = -1
     >>> from jaxkit.quantization import statsq_levels
     >>> statsq_levels(jnp.array([[0.1, -0.2, 1.0, -1.0]]), bits=2)
     Array([[ 0, -1,  1, -2]], dtype=int32)
+
+  References:
+    Liu et al., "Oscillation-free Quantization for Low-bit Vision
+    Transformers" (OFQ), ICML 2023, arXiv:2302.02210.
+
+    Catalog: seed_001 #13, seed_002 #29.
   """
   bits = F._check_bits(bits)  # pylint: disable=protected-access
   w = checks.check_floating(w, "w")
@@ -110,6 +122,8 @@ def statsq_quantize(w: ArrayLike, *, bits: int, axis: int | None = -1
 
   References:
     Liu et al., arXiv:2302.02210, §4.1 (``quantizer/statsq.py``).
+
+    Catalog: seed_001 #13, seed_002 #29.
   """
   w = checks.check_floating(w, "w")
   s = statsq_scale(w, axis=axis)
@@ -127,6 +141,13 @@ class OscillationState(NamedTuple):
     ema: EMA of the per-step oscillation indicator (oscillation frequency).
     ema_int: EMA of the integer level (the value a weight is frozen to).
     frozen: bool mask of frozen weights.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from jaxkit.quantization import oscillation_init
+    >>> state = oscillation_init(jnp.array([1, -2]))
+    >>> print(state.prev_int, state.frozen)
+    [ 1 -2] [False False]
   """
 
   prev_int: jax.Array
@@ -151,6 +172,12 @@ def oscillation_init(w_int: ArrayLike) -> OscillationState:
     >>> from jaxkit.quantization import oscillation_init
     >>> oscillation_init(jnp.array([1, -2])).ema
     Array([0., 0.], dtype=float32)
+
+  References:
+    Liu et al., "Oscillation-free Quantization for Low-bit Vision
+    Transformers" (OFQ), ICML 2023, arXiv:2302.02210.
+
+    Catalog: seed_001 #13, seed_002 #29.
   """
   w_int = jnp.asarray(w_int).astype(jnp.int32)
   z = jnp.zeros(w_int.shape, jnp.float32)
@@ -202,6 +229,8 @@ def oscillation_update(state: OscillationState, w_int: ArrayLike, *,
 
   References:
     Nagel et al., arXiv:2203.11086, §4; Liu et al., arXiv:2302.02210.
+
+    Catalog: seed_001 #13, seed_002 #29.
   """
   checks.check_scalar(momentum, "momentum", lower=0.0)
   if checks.is_concrete(momentum) and not momentum < 1.0:
@@ -238,6 +267,12 @@ def frozen_levels(state: OscillationState, w_int: ArrayLike) -> jax.Array:
     ...                       jnp.array([True, False]))
     >>> frozen_levels(st, jnp.array([-1, -1]))
     Array([ 1, -1], dtype=int32)
+
+  References:
+    Liu et al., "Oscillation-free Quantization for Low-bit Vision
+    Transformers" (OFQ), ICML 2023, arXiv:2302.02210.
+
+    Catalog: seed_001 #13, seed_002 #29.
   """
   w_int = jnp.asarray(w_int).astype(jnp.int32)
   return jnp.where(state.frozen, jnp.round(state.ema_int).astype(jnp.int32),

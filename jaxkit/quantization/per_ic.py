@@ -60,6 +60,8 @@ def per_ic_quantize(weight: ArrayLike, *, bits: int,
 
   References:
     Heo et al., arXiv:2309.15531, §3.
+
+    Catalog: seed_000 #36, seed_002 #17.
   """
   weight = F._check_float_input(weight, "weight")  # pylint: disable=protected-access
   checks.check_rank(weight, 2, "weight")
@@ -104,6 +106,8 @@ def adadim_quantize(weight: ArrayLike, activations: ArrayLike, *, bits: int,
 
   References:
     Heo et al., arXiv:2309.15531, §4 (AdaDim).
+
+    Catalog: seed_000 #36, seed_002 #17.
   """
   weight = F._check_float_input(weight, "weight")  # pylint: disable=protected-access
   checks.check_rank(weight, 2, "weight")

@@ -89,6 +89,8 @@ def fake_quant(x: ArrayLike, *, bits: int, group_size: int | None = None,
 
   References:
     Nagel et al., arXiv:2106.08295, 2021, §4.1.
+
+    Catalog: seed_002 #65.
   """
   x = checks.check_floating(x, "x")
   q = formats.quantize(jax.lax.stop_gradient(x), bits=bits,

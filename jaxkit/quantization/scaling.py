@@ -24,7 +24,14 @@ from jaxkit._src.typing import ArrayLike
 
 
 class QATScalingLaw(NamedTuple):
-  r"""Fitted :math:`\delta(N, D, G) = k\, D^{\gamma_D} (\log_2 G)^{\gamma_G} / N^{\gamma_N}`."""
+  r"""Fitted :math:`\delta(N, D, G) = k\, D^{\gamma_D} (\log_2 G)^{\gamma_G} / N^{\gamma_N}`.
+
+  Example:
+    >>> from jaxkit.quantization import QATScalingLaw
+    >>> law = QATScalingLaw(k=2.0, gamma_d=0.0, gamma_g=1.0, gamma_n=1.0)
+    >>> print(float(law(n=4.0, d=10.0, g=16)))   # 2 * log2(16) / 4
+    2.0
+  """
 
   k: float
   gamma_d: float
@@ -75,6 +82,8 @@ def fit_qat_scaling_law(n: ArrayLike, d: ArrayLike, g: ArrayLike,
 
   References:
     Chen et al., arXiv:2505.14302, 2025.
+
+    Catalog: seed_002 #73.
   """
   arrs = {}
   for name, v in (("n", n), ("d", d), ("g", g), ("delta", delta)):
@@ -130,6 +139,13 @@ def allocate_bits(errors: ArrayLike, bits: ArrayLike, sizes: ArrayLike, *,
     >>> err = np.array([[9.0, 1.0, 0.0], [2.0, 1.0, 0.0]])
     >>> allocate_bits(err, [2, 4, 8], [100, 100], budget_bits=3.0).tolist()
     [1, 0]
+
+  References:
+    Guo et al., `LQ-LoRA: Low-rank Plus Quantized Matrix Decomposition for
+    Efficient Language Model Finetuning`, arXiv:2311.12023 (the ILP); Yi
+    et al., `EdgeMoE`, arXiv:2308.14352 (expert-wise bit-widths).
+
+    Catalog: seed_002 #9, seed_002 #76.
   """
   from scipy import optimize  # pylint: disable=g-import-not-at-top
   e = np.asarray(errors, np.float64)
@@ -184,6 +200,8 @@ def per_expert_bit_widths(sensitivity: ArrayLike, bits: ArrayLike,
 
   References:
     Yi et al., arXiv:2308.14352, 2023.
+
+    Catalog: seed_002 #76.
   """
   idx = allocate_bits(sensitivity, bits, expert_sizes, budget_bits=budget_bits)
   return np.asarray(bits)[idx]

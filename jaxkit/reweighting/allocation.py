@@ -49,6 +49,8 @@ def fit_learning_curve(sizes: ArrayLike, errors: ArrayLike, *,
   References:
     Cai, Zhao, Zhang, Liu, Zou. "Adaptive Sampling Strategies to Construct
     Equitable Training Datasets", FAccT 2023, arXiv:2202.01327.
+
+    Catalog: seed_001 #40.
   """
   n = checks.check_floating(sizes, "sizes")
   e = checks.check_floating(errors, "errors")
@@ -111,6 +113,8 @@ def allocate_budget(curves: ArrayLike, budget: float, *,
   References:
     Cai et al. "Adaptive Sampling Strategies to Construct Equitable Training
     Datasets", FAccT 2023, arXiv:2202.01327.
+
+    Catalog: seed_001 #40.
   """
   cv = checks.check_floating(curves, "curves")
   if cv.ndim != 2 or cv.shape[1] != 3:

@@ -123,6 +123,8 @@ def temperature_sampling_probs(sizes: ArrayLike, *,
     the Wild", 2019, arXiv:1907.05019; Wang et al. "Upsample or Upweight?
     Balanced Training on Heavily Imbalanced Datasets", NAACL 2025,
     arXiv:2410.04579.
+
+    Catalog: seed_001 #20.
   """
   checks.check_scalar(temperature, "temperature", positive=True)
   n = _check_counts(sizes, "sizes")
@@ -169,6 +171,8 @@ def scalarization_weights(sizes: ArrayLike, *,
   References:
     Wang et al. "Upsample or Upweight? Balanced Training on Heavily
     Imbalanced Datasets", NAACL 2025, arXiv:2410.04579.
+
+    Catalog: seed_001 #20.
   """
   p = temperature_sampling_probs(sizes, temperature=temperature)
   n = _check_counts(sizes, "sizes")
@@ -207,6 +211,8 @@ def cooldown_temperature(step: ArrayLike, *, high: float, low: float = 1.0,
   References:
     Wang et al. "Upsample or Upweight? Balanced Training on Heavily
     Imbalanced Datasets", NAACL 2025, arXiv:2410.04579.
+
+    Catalog: seed_001 #20.
   """
   checks.check_scalar(high, "high", positive=True)
   checks.check_scalar(low, "low", positive=True)
@@ -252,6 +258,8 @@ def sample_domains(key: jax.Array, probs: ArrayLike,
   References:
     Chen et al., Aioli, arXiv:2411.05735; Wang et al., "Upsample or
     Upweight?", arXiv:2410.04579.
+
+    Catalog: seed_001 #20.
   """
   if isinstance(num_samples, bool) or not isinstance(num_samples, int) or (
       num_samples < 0):

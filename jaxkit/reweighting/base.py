@@ -59,13 +59,32 @@ class ReweightingRule(NamedTuple):
     update: ``update(losses, state, *, where=None, group_ids=None,
       step=None) -> (weights, new_state)`` with ``losses`` ``[B]``,
       ``weights`` ``[B]`` (stop-gradient, sum 1 over valid examples).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from jaxkit import reweighting as rw
+    >>> uniform = rw.ReweightingRule(
+    ...     init=rw.EmptyState,
+    ...     update=lambda losses, state, **kw: (
+    ...         jnp.full_like(losses, 1 / losses.size), state))
+    >>> w, _ = uniform.update(jnp.array([1., 2., 3., 4.]), uniform.init())
+    >>> print(w)
+    [0.25 0.25 0.25 0.25]
   """
   init: Callable[[], Any]
   update: Callable[..., tuple[jax.Array, Any]]
 
 
 class EmptyState(NamedTuple):
-  """State of a stateless rule (an empty pytree)."""
+  """State of a stateless rule (an empty pytree).
+
+  Example:
+    >>> import jax
+    >>> from jaxkit import reweighting as rw
+    >>> state = rw.stateless(rw.loss_based_weights).init()
+    >>> print(state == rw.EmptyState(), jax.tree_util.tree_leaves(state))
+    True []
+  """
 
 
 # ----------------------------------------------------------------------------

@@ -18,6 +18,13 @@ def adawac_init(num_examples: int) -> jax.Array:
     >>> print(rw.adawac_init(2))
     [[0.5 0.5]
      [0.5 0.5]]
+
+  References:
+    Dong, Xie, Ward. "Adaptively Weighted Data Augmentation Consistency
+    Regularization for Robust Optimization under Concept Shift", ICML
+    2023, arXiv:2210.01891.
+
+    Catalog: seed_002 #70.
   """
   if isinstance(num_examples, bool) or not isinstance(
       num_examples, (int, np.integer)) or num_examples < 1:
@@ -79,6 +86,8 @@ def adawac_update(beta: ArrayLike, sup_losses: ArrayLike,
     Dong, Xie, Ward. "Adaptively Weighted Data Augmentation Consistency
     Regularization for Robust Optimization under Concept Shift", ICML 2023,
     arXiv:2210.01891.
+
+    Catalog: seed_002 #70.
   """
   checks.check_scalar(step_size, "step_size", nonnegative=True)
   b = checks.check_floating(beta, "beta")

@@ -36,6 +36,8 @@ def equity_scaled_metric(overall: ArrayLike, group_metrics: ArrayLike, *,
     Tian et al. "FairSeg: A Large-Scale Medical Image Segmentation Dataset
     for Fairness Learning Using Segment Anything Model with Fair Error-Bound
     Scaling", ICLR 2024, arXiv:2311.02189.
+
+    Catalog: seed_001 #51.
   """
   m = checks.check_floating(jnp.asarray(overall, jnp.result_type(float)),
                             "overall")
@@ -92,6 +94,8 @@ def group_loss_scaling_weights(losses: ArrayLike, group_ids: ArrayLike, *,
 
   References:
     Tian et al., FairSeg, ICLR 2024, arXiv:2311.02189.
+
+    Catalog: seed_001 #51.
   """
   k = base._check_num_groups(num_groups)
   checks.check_scalar(power, "power", nonnegative=True)

@@ -45,6 +45,8 @@ def fedau_weights(participation: ArrayLike, *, cap: int) -> jax.Array:
   References:
     Wang, Ji. "A Lightweight Method for Tackling Unknown Participation
     Statistics in Federated Averaging", ICLR 2024, arXiv:2306.03401.
+
+    Catalog: seed_002 #69.
   """
   if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
     raise ValueError(f"`cap` must be an int >= 1, got {cap!r}.")

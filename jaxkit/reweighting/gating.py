@@ -67,6 +67,8 @@ def gmm_loss_gate(losses: ArrayLike, *, num_iters: int = 50,
     Li, Socher, Hoi. "DivideMix: Learning with Noisy Labels as
     Semi-supervised Learning", ICLR 2020, arXiv:2002.07394; the DLG-LC loss
     gate (seed catalog 000 #45).
+
+    Catalog: seed_000 #45.
   """
   if isinstance(num_iters, bool) or not isinstance(num_iters, int) or (
       num_iters < 1):

@@ -107,6 +107,8 @@ def loss_based_weights(losses: ArrayLike, *, strategy: str = "linupper",
   References:
     Sow, Zhang, Lin, Liang, Chen. "Dynamic Loss-Based Sample Reweighting for
     Improved Large Language Model Pretraining", ICLR 2025, arXiv:2502.06733.
+
+    Catalog: seed_000 #10, seed_001 #1, seed_002 #48.
   """
   _check_strategy(strategy)
   checks.check_scalar(temperature, "temperature", positive=True)
@@ -134,7 +136,16 @@ def loss_based_weights(losses: ArrayLike, *, strategy: str = "linupper",
 
 
 class LossBasedState(NamedTuple):
-  """State of :func:`loss_based`: the number of updates so far (int32)."""
+  """State of :func:`loss_based`: the number of updates so far (int32).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from jaxkit import reweighting as rw
+    >>> rule = rw.loss_based(warmup_steps=0)
+    >>> _, state = rule.update(jnp.array([1., 2.]), rule.init())
+    >>> print(int(state.count))
+    1
+  """
   count: jax.Array
 
 
@@ -189,6 +200,8 @@ def loss_based(*, strategy: str = "linupper",
   References:
     Sow et al., "Dynamic Loss-Based Sample Reweighting for Improved Large
     Language Model Pretraining", ICLR 2025, arXiv:2502.06733.
+
+    Catalog: seed_000 #10, seed_001 #1, seed_002 #48.
   """
   _check_strategy(strategy)
   checks.check_scalar(delta, "delta", positive=True)

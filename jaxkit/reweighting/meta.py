@@ -82,6 +82,8 @@ def meta_rescaling(per_example_loss_fn: Callable[[Any, Any], jax.Array],
     Learning", ICML 2018, arXiv:1803.09050; Kuhn et al. "Learning from Noisy
     Labels via Self-Taught On-the-Fly Meta Loss Rescaling" (STORM), 2024,
     arXiv:2412.12955.
+
+    Catalog: seed_001 #3, seed_002 #77.
   """
   checks.check_scalar(inner_lr, "inner_lr", positive=True)
   losses0 = per_example_loss_fn(params, batch)

@@ -28,7 +28,15 @@ from jaxkit.reweighting import base
 
 
 class GroupDROState(NamedTuple):
-  """State of :func:`group_dro`: log group weights ``[K]`` and a counter."""
+  """State of :func:`group_dro`: log group weights ``[K]`` and a counter.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from jaxkit import reweighting as rw
+    >>> state = rw.group_dro(num_groups=2, step_size=1.0).init()
+    >>> print(jnp.exp(state.log_q), int(state.count))
+    [0.5 0.5] 0
+  """
   log_q: jax.Array
   count: jax.Array
 
@@ -108,7 +116,14 @@ def group_dro(num_groups: int, *, step_size: float,
 
 
 class DoReMiState(NamedTuple):
-  """State of :func:`doremi`: current domain weights, their running sum."""
+  """State of :func:`doremi`: current domain weights, their running sum.
+
+  Example:
+    >>> from jaxkit import reweighting as rw
+    >>> state = rw.doremi(num_groups=4).init()
+    >>> print(state.alpha, int(state.count))
+    [0.25 0.25 0.25 0.25] 0
+  """
   alpha: jax.Array
   alpha_sum: jax.Array
   count: jax.Array
@@ -242,6 +257,8 @@ def fit_linear_mixing_law(loss_drops: ArrayLike,
   References:
     Chen et al. "Aioli: A Unified Optimization Framework for Language Model
     Data Mixing", ICLR 2025, arXiv:2411.05735.
+
+    Catalog: seed_001 #22.
   """
   d = checks.check_floating(loss_drops, "loss_drops")
   p = checks.check_floating(mixtures, "mixtures")
@@ -291,6 +308,8 @@ def aioli_mixture_update(log_p: ArrayLike, a: ArrayLike, *, eta: float,
   References:
     Chen et al. "Aioli: A Unified Optimization Framework for Language Model
     Data Mixing", ICLR 2025, arXiv:2411.05735.
+
+    Catalog: seed_001 #22.
   """
   checks.check_scalar(eta, "eta", nonnegative=True)
   lp = checks.check_floating(log_p, "log_p")
@@ -307,7 +326,14 @@ def aioli_mixture_update(log_p: ArrayLike, a: ArrayLike, *, eta: float,
 
 
 class AioliState(NamedTuple):
-  """State of :func:`aioli` (all arrays; ``count`` is the step counter)."""
+  """State of :func:`aioli` (all arrays; ``count`` is the step counter).
+
+  Example:
+    >>> from jaxkit import reweighting as rw
+    >>> state = rw.aioli(num_groups=3, eta=1.0, round_steps=6, lp_steps=1).init()
+    >>> print(state.log_p.shape, state.drops.shape, int(state.count))
+    (3,) (3, 3) 0
+  """
   log_p: jax.Array       # [K] the mixture used outside LearnParams
   drops: jax.Array       # [K, K] accumulated loss drops, column j = sweep j
   prev_loss: jax.Array   # [K] group losses at the start of the current block
@@ -377,6 +403,8 @@ def aioli(num_groups: int, *, eta: float, round_steps: int, lp_steps: int,
   References:
     Chen et al. "Aioli: A Unified Optimization Framework for Language Model
     Data Mixing", ICLR 2025, arXiv:2411.05735.
+
+    Catalog: seed_001 #22.
   """
   k = base._check_num_groups(num_groups)
   checks.check_scalar(eta, "eta", nonnegative=True)

@@ -68,6 +68,8 @@ def ips_loss(errors: ArrayLike, observed: ArrayLike,
     Evaluation", ICML 2016, arXiv:1602.05352; Li et al. "Debiased
     Collaborative Filtering with Kernel-Based Causal Balancing", ICLR 2024,
     arXiv:2404.19596.
+
+    Catalog: seed_001 #2.
   """
   e, o, p, _ = _prep(errors, observed, propensities, clip)
   return jnp.where(o, e / p, 0.0)
@@ -108,6 +110,8 @@ def doubly_robust_loss(errors: ArrayLike, imputed_errors: ArrayLike,
     Wang, Zhang, Sun, Qi. "Doubly Robust Joint Learning for Recommendation
     on Data Missing Not at Random", ICML 2019; Li et al., ICLR 2024,
     arXiv:2404.19596.
+
+    Catalog: seed_001 #2.
   """
   e, o, p, dtype = _prep(errors, observed, propensities, clip)
   eh = checks.check_floating(imputed_errors, "imputed_errors")

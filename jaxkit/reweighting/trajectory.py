@@ -76,6 +76,8 @@ def return_weighted_probs(returns: ArrayLike, lengths: ArrayLike, *,
   References:
     Hong, Kumar, Agrawal. "Harnessing Mixed Offline Reinforcement Learning
     Datasets via Trajectory Weighting", ICLR 2023, arXiv:2306.13085.
+
+    Catalog: seed_001 #11.
   """
   checks.check_scalar(alpha, "alpha", positive=True)
   g = checks.check_floating(returns, "returns")
@@ -117,6 +119,8 @@ def advantage_weighted_probs(returns: ArrayLike, initial_states: ArrayLike,
   References:
     Hong, Kumar, Agrawal. "Harnessing Mixed Offline Reinforcement Learning
     Datasets via Trajectory Weighting", ICLR 2023, arXiv:2306.13085.
+
+    Catalog: seed_001 #11.
   """
   checks.check_scalar(alpha, "alpha", positive=True)
   g = checks.check_floating(returns, "returns")

@@ -63,6 +63,12 @@ class HashedNgrams:
     example_ids: ``int32[T]``, the document of every occurrence (sorted).
     num_examples: ``N`` (static).
     num_buckets: ``B`` (static).
+
+  Example:
+    >>> from jaxkit.selection import hashed_ngram_features
+    >>> f = hashed_ngram_features(["a b a", "c"], num_buckets=8)
+    >>> print(f.to_dense().sum(axis=1).tolist(), f.num_buckets)
+    [5, 1] 8
   """
   bucket_ids: jax.Array
   example_ids: jax.Array
@@ -98,6 +104,12 @@ def hashed_ngram_features(texts: Sequence[str], *, num_buckets: int = 10_000,
     >>> f = hashed_ngram_features(["a b a", "c"], num_buckets=8)
     >>> print(f.num_examples, f.example_ids.tolist())
     2 [0, 0, 0, 0, 0, 1]
+
+  References:
+    Xie, Santurkar, Ma, Liang, `Data Selection for Language Models via
+    Importance Resampling`, NeurIPS 2023, arXiv:2302.03169.
+
+    Catalog: seed_002 #14.
   """
   for name, v in (("num_buckets", num_buckets), ("ngrams", ngrams)):
     if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
@@ -196,6 +208,12 @@ def ngram_log_probs(features: Features, *, eps: float = 1e-8,
     >>> c = jnp.array([[1, 1, 0], [2, 0, 0]])
     >>> print(jnp.round(jnp.exp(ngram_log_probs(c)), 4))
     [0.75 0.25 0.  ]
+
+  References:
+    Xie, Santurkar, Ma, Liang, `Data Selection for Language Models via
+    Importance Resampling`, NeurIPS 2023, arXiv:2302.03169.
+
+    Catalog: seed_002 #14.
   """
   features = _check_features(features, "features")
   checks.check_scalar(eps, "eps", positive=True)
@@ -245,6 +263,8 @@ def dsir_importance_weights(raw_features: Features,
   References:
     Xie et al., `Data Selection for Language Models via Importance
     Resampling`, NeurIPS 2023, arXiv:2302.03169.
+
+    Catalog: seed_002 #14.
   """
   raw_features = _check_features(raw_features, "raw_features")
   target_features = _check_features(target_features, "target_features")
@@ -304,6 +324,12 @@ def dsir_resample(key: jax.Array, log_weights: jax.Array, num_samples: int, *,
     >>> logw = jnp.log(jnp.array([0.0, 1.0, 1.0, 0.0]))
     >>> print(sorted(dsir_resample(jax.random.key(0), logw, 2).tolist()))
     [1, 2]
+
+  References:
+    Xie, Santurkar, Ma, Liang, `Data Selection for Language Models via
+    Importance Resampling`, NeurIPS 2023, arXiv:2302.03169.
+
+    Catalog: seed_002 #14.
   """
   log_weights = checks.check_floating(log_weights, "log_weights")
   checks.check_rank(log_weights, 1, "log_weights")
@@ -352,6 +378,12 @@ def dsir_kl_reduction(log_p_target: jax.Array, log_p_raw: jax.Array,
     >>> r = jnp.log(jnp.array([0.5, 0.5]))
     >>> print(f"{float(dsir_kl_reduction(t, r, t)):.4f}")
     0.3681
+
+  References:
+    Xie, Santurkar, Ma, Liang, `Data Selection for Language Models via
+    Importance Resampling`, NeurIPS 2023, arXiv:2302.03169.
+
+    Catalog: seed_002 #14.
   """
   arrs = []
   for name, a in (("log_p_target", log_p_target), ("log_p_raw", log_p_raw),

@@ -325,6 +325,8 @@ def smote(key: jax.Array, x, y, *, k_neighbors: int = 5,
   References:
     Chawla et al., `SMOTE: Synthetic Minority Over-sampling Technique`, JAIR
     2002, arXiv:1106.1813.
+
+    Catalog: seed_001 #5.
   """
   k_neighbors = _check_int(k_neighbors, "k_neighbors", lower=1)
   x_np, y_np = _prepare_xy(x, y, where, min_rank=2)
@@ -431,6 +433,8 @@ def random_undersample(key: jax.Array, x, y, *, sampling_strategy="auto",
 
   References:
     Lemaître et al., `Imbalanced-learn`, JMLR 2017.
+
+    Catalog: seed_001 #5.
   """
   x_np, y_np = _prepare_xy(x, y, where)
   targets = _class_targets(y_np, sampling_strategy, over=False)
@@ -486,6 +490,8 @@ def rs2_indices(key: jax.Array, num_examples: int, *, fraction: float,
   References:
     Okanovic et al., `Repeated Random Sampling for Minimizing the
     Time-to-Accuracy of Learning`, ICLR 2024, arXiv:2305.18424.
+
+    Catalog: seed_001 #15.
   """
   n = _check_int(num_examples, "num_examples", lower=1)
   if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):

@@ -84,6 +84,8 @@ def grad_norm_probs(grad_norms: jax.Array, *, mix_uniform: float = 0.0,
 
   References:
     Lu et al., PA&DA, CVPR 2023, arXiv:2302.14772.
+
+    Catalog: seed_001 #45.
   """
   g = _vector(grad_norms, "grad_norms")
   checks.check_scalar(mix_uniform, "mix_uniform", lower=0.0, upper=1.0)
@@ -136,6 +138,8 @@ def importance_sample(key: jax.Array, probs: jax.Array, num_samples: int, *,
   References:
     Katharopoulos, Fleuret, ICML 2018, arXiv:1803.00942; Lu et al., PA&DA, CVPR
     2023, arXiv:2302.14772.
+
+    Catalog: seed_001 #45.
   """
   p = _vector(probs, "probs")
   if (isinstance(num_samples, bool)
@@ -279,6 +283,8 @@ def memorization_scores(correct: jax.Array, included: jax.Array) -> jax.Array:
     Feldman, Zhang, NeurIPS 2020, arXiv:2008.03703; Feldman, `Does Learning
     Require Memorization? A Short Tale about a Long Tail`, STOC 2020,
     arXiv:1906.05271.
+
+    Catalog: seed_000 #57.
   """
   c = jnp.asarray(correct)
   inc = jnp.asarray(included)

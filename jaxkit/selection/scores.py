@@ -71,6 +71,8 @@ def el2n_scores(logits: jax.Array, labels: jax.Array, *,
   References:
     Paul, Ganguli, Dziugaite, `Deep Learning on a Data Diet`, NeurIPS 2021,
     arXiv:2107.07075.
+
+    Catalog: seed_002 #36.
   """
   logits = checks.check_floating(logits, "logits")
   checks.check_rank(logits, (2, 3), "logits")
@@ -140,6 +142,8 @@ def grand_scores(per_example_grads, *, seed_axis: bool = False,
   References:
     Paul, Ganguli, Dziugaite, `Deep Learning on a Data Diet`, NeurIPS 2021,
     arXiv:2107.07075.
+
+    Catalog: seed_002 #36.
   """
   leaves = jax.tree.leaves(per_example_grads)
   if not leaves:
@@ -204,6 +208,8 @@ def prune_by_score(scores: jax.Array, *, keep_fraction: float,
   References:
     Paul et al., NeurIPS 2021, arXiv:2107.07075; Sorscher et al., NeurIPS 2022,
     arXiv:2206.14486.
+
+    Catalog: seed_002 #11, seed_002 #36.
   """
   scores = checks.check_floating(scores, "scores")
   checks.check_rank(scores, 1, "scores")

@@ -85,6 +85,8 @@ def tmc_shapley(key: jax.Array, value_fn: Callable[[jax.Array], jax.Array],
   References:
     Ghorbani, Zou, `Data Shapley: Equitable Valuation of Data for Machine
     Learning`, ICML 2019, arXiv:1904.02868.
+
+    Catalog: seed_002 #44.
   """
   n = _check_n(num_examples)
   if (isinstance(num_permutations, bool)
@@ -154,6 +156,8 @@ def leave_one_out_values(value_fn: Callable[[jax.Array], jax.Array],
 
   References:
     Ghorbani, Zou, ICML 2019, arXiv:1904.02868 (the leave-one-out baseline).
+
+    Catalog: seed_002 #44.
   """
   n = _check_n(num_examples)
 

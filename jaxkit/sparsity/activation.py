@@ -48,6 +48,8 @@ def teal_mask(x: ArrayLike, *, sparsity: float) -> jax.Array:
   References:
     Liu et al., "Training-Free Activation Sparsity in Large Language Models"
     (TEAL), ICLR 2025, arXiv:2408.14690.
+
+    Catalog: seed_002 #25.
   """
   x = checks.check_floating(x, "x")
   _common.check_sparsity(sparsity)
@@ -95,6 +97,8 @@ def wina_mask(x: ArrayLike, w: ArrayLike, *, sparsity: float) -> jax.Array:
   References:
     Chen et al., "WINA: Weight Informed Neuron Activation for Accelerating
     Large Language Model Inference", 2025, arXiv:2505.19427.
+
+    Catalog: seed_002 #25.
   """
   x = checks.check_floating(x, "x")
   w = checks.check_floating(w, "w")
@@ -156,6 +160,8 @@ def delta_attention_mask(keys: ArrayLike, *, threshold: float,
   References:
     Qu et al., "DeltaLLM: A Training-Free Framework Exploiting Temporal
     Sparsity for Efficient Edge LLM Inference", 2025, arXiv:2507.19608.
+
+    Catalog: seed_000 #58.
   """
   k = checks.check_floating(keys, "keys")
   if k.ndim < 2:

@@ -226,6 +226,8 @@ def module_normalized_scores(scores: ArrayTree, *,
   References:
     He, Zhou, "Data-independent Module-aware Pruning for Hierarchical Vision
     Transformers", ICLR 2024, arXiv:2404.13648.
+
+    Catalog: seed_002 #2.
   """
   fns: dict[str, Callable] = {
       "l2": lambda s: jnp.sqrt(jnp.sum(jnp.square(s))),
@@ -319,6 +321,8 @@ def taylor_scores(w: ArrayLike, grad: ArrayLike, *,
     Zhang et al., "Pruning as a Domain-specific LLM Extractor" (D-Pruner),
     NAACL Findings 2024, arXiv:2405.06275; LeCun et al., "Optimal Brain
     Damage", NeurIPS 1989.
+
+    Catalog: seed_002 #39.
   """
   w = checks.check_floating(w, "w")
   g = checks.check_floating(grad, "grad")

@@ -59,6 +59,14 @@ class LostParams(NamedTuple):
     s: ``[in, k]`` values of the ``k`` kept sparse channels.
     channels: ``[k]`` int32 indices of the kept output channels (static
       structure: do not train it).
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxkit.sparsity import lost_init
+    >>> p = lost_init(jax.random.normal(jax.random.key(0), (6, 4)), rank=2,
+    ...               sparsity=0.5)
+    >>> print(p.a.shape, p.b.shape, p.s.shape, p.channels.shape)
+    (6, 2) (2, 4) (6, 2) (2,)
   """
   a: jax.Array
   b: jax.Array
@@ -111,6 +119,8 @@ def lost_init(w: ArrayLike, *, rank: int, sparsity: float) -> LostParams:
   References:
     Li et al., "LOST: Low-rank and Sparse Pre-training for Large Language
     Models", 2025, arXiv:2508.02668.
+
+    Catalog: seed_000 #13.
   """
   w = _check_kernel(w)
   _check_rank_arg(w, rank)
@@ -144,6 +154,12 @@ def lost_weight(params: LostParams) -> jax.Array:
     >>> print(lost_weight(p))
     [[1. 1. 2.]
      [1. 1. 2.]]
+
+  References:
+    Li et al., "LOST: Low-rank and Sparse Pre-training for Large Language
+    Models", 2025, arXiv:2508.02668.
+
+    Catalog: seed_000 #13.
   """
   low = params.a @ params.b
   return low.at[:, params.channels].add(params.s.astype(low.dtype))
@@ -157,6 +173,14 @@ class DseeParams(NamedTuple):
     v: ``[rank, out]`` low-rank factor (zero init, so the update starts at 0).
     s: ``[in, out]`` sparse values (zero init; only ``omega`` entries count).
     omega: ``[in, out]`` boolean support of the sparse part.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxkit.sparsity import dsee_init
+    >>> p = dsee_init(jnp.ones((4, 3)), rank=1, num_sparse=2,
+    ...               key=jax.random.key(0))
+    >>> print(p.u.shape, p.v.shape, int(p.omega.sum()), float(abs(p.v).max()))
+    (4, 1) (1, 3) 2 0.0
   """
   u: jax.Array
   v: jax.Array
@@ -200,6 +224,8 @@ def dsee_init(w: ArrayLike, *, rank: int, num_sparse: int,
   References:
     Chen et al., "DSEE: Dually Sparsity-embedded Efficient Tuning of
     Pre-trained Language Models", ACL 2023, arXiv:2111.00160.
+
+    Catalog: seed_002 #26.
   """
   w = _check_kernel(w)
   _check_rank_arg(w, rank)
@@ -234,6 +260,12 @@ def dsee_delta(params: DseeParams) -> jax.Array:
     >>> print(dsee_delta(p))
     [[6. 1.]
      [1. 1.]]
+
+  References:
+    Chen et al., "DSEE: Dually Sparsity-embedded Efficient Tuning of
+    Pre-trained Language Models", ACL 2023, arXiv:2111.00160.
+
+    Catalog: seed_002 #26.
   """
   return params.u @ params.v + jnp.where(params.omega, params.s, 0.0)
 
@@ -270,6 +302,8 @@ def lift_mask(w: ArrayLike, *, rank: int, density: float = 0.05) -> jax.Array:
     Liu et al., "LIFT the Veil for the Truth: Principal Weights Emerge after
     Rank Reduction for Reasoning-Focused Supervised Fine-Tuning", ICML 2025,
     arXiv:2506.00772.
+
+    Catalog: seed_002 #31.
   """
   w = _check_kernel(w)
   _check_rank_arg(w, rank)

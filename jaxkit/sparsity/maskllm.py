@@ -82,6 +82,8 @@ def maskllm_init(w: ArrayLike, *, n: int = 2, m: int = 4, axis: int = 0,
   References:
     Fang et al., "MaskLLM: Learnable Semi-Structured Sparsity for Large
     Language Models", NeurIPS 2024, arXiv:2409.17481.
+
+    Catalog: seed_000 #38.
   """
   shape = jnp.shape(w)
   n, m = _common.check_nm(n, m)
@@ -136,6 +138,12 @@ def maskllm_schedule(step, total_steps: int, *,
     >>> tau, kappa = maskllm_schedule(50, 100)
     >>> print(f"{float(tau):.2f} {float(kappa):.0f}")
     2.05 300
+
+  References:
+    Fang et al., "MaskLLM: Learnable Semi-Structured Sparsity for Large
+    Language Models", NeurIPS 2024, arXiv:2409.17481.
+
+    Catalog: seed_000 #38.
   """
   if total_steps <= 0:
     raise ValueError(f"`total_steps` must be > 0, got {total_steps}.")
@@ -186,6 +194,8 @@ def maskllm_sample(logits: ArrayLike, key: jax.Array | None, *,
   References:
     Fang et al., MaskLLM, NeurIPS 2024, arXiv:2409.17481; Jang et al.,
     "Categorical Reparameterization with Gumbel-Softmax", ICLR 2017.
+
+    Catalog: seed_000 #38.
   """
   logits = checks.check_floating(logits, "logits")
   n, m = _common.check_nm(n, m)
@@ -225,6 +235,12 @@ def maskllm_hard_mask(logits: ArrayLike, *, n: int = 2, m: int = 4,
     >>> logits = jnp.array([[[0., 0., 0., 0., 0., 1.]]])    # weight [4, 1]
     >>> print(maskllm_hard_mask(logits)[:, 0])
     [False False  True  True]
+
+  References:
+    Fang et al., "MaskLLM: Learnable Semi-Structured Sparsity for Large
+    Language Models", NeurIPS 2024, arXiv:2409.17481.
+
+    Catalog: seed_000 #38.
   """
   logits = checks.check_floating(logits, "logits")
   n, m = _common.check_nm(n, m)
@@ -270,6 +286,8 @@ def maskllm_loss(task_loss: ArrayLike, weights: ArrayTree, masks: ArrayTree,
   References:
     Fang et al., MaskLLM, NeurIPS 2024, arXiv:2409.17481 (sparse weight
     regularisation).
+
+    Catalog: seed_000 #38.
   """
   task_loss = checks.check_floating(task_loss, "task_loss")
   if task_loss.ndim != 0:

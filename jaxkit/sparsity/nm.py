@@ -130,6 +130,8 @@ def nm_candidate_masks(n: int = 2, m: int = 4) -> jax.Array:
   References:
     Fang et al., "MaskLLM: Learnable Semi-Structured Sparsity for Large
     Language Models", NeurIPS 2024, arXiv:2409.17481.
+
+    Catalog: seed_000 #38.
   """
   n, m = _common.check_nm(n, m)
   rows = [[1.0 if i in c else 0.0 for i in range(m)]

@@ -172,7 +172,16 @@ def nm_prune(params: ArrayTree, *, n: int = 2, m: int = 4, axis: int = 0,
 
 
 class CastL1DecayState(NamedTuple):
-  """State of :func:`cast_l1_decay`: step count and the current masks."""
+  """State of :func:`cast_l1_decay`: step count and the current masks.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from jaxkit.sparsity import cast_l1_decay
+    >>> params = {'w': jnp.array([[1.0], [-4.0], [3.0], [2.0]])}
+    >>> state = cast_l1_decay(0.1).init(params)
+    >>> print(int(state.count), state.masks['w'].ravel())
+    0 [False  True  True False]
+  """
   count: jax.Array
   masks: ArrayTree
 
@@ -224,6 +233,8 @@ def cast_l1_decay(strength: float | optax.Schedule, *, n: int = 2, m: int = 4,
     Huang et al., "CAST: Continuous and Differentiable Semi-Structured
     Sparsity-Aware Training for Large Language Models", 2025,
     arXiv:2509.25996.
+
+    Catalog: seed_002 #54.
   """
   _common.check_nm(n, m)
   if isinstance(every, bool) or not isinstance(every, int) or every < 1:
@@ -289,6 +300,8 @@ def prune_and_grow(w: jax.Array, mask: jax.Array, grad: jax.Array, *,
     Evci et al., "Rigging the Lottery", ICML 2020, arXiv:1911.11134; Mocanu
     et al. (SET), Nature Comm. 2018; DSL (dynamic sparse learning for
     recommendation), Wang et al., 2023, arXiv:2308.11345.
+
+    Catalog: seed_002 #12.
   """
   w = checks.check_floating(w, "w")
   g = checks.check_floating(grad, "grad")

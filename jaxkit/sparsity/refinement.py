@@ -40,6 +40,12 @@ def reconstruction_error(w: ArrayLike, mask: ArrayLike,
     >>> x = jnp.array([[1.0, 1.0], [0.0, 2.0]])
     >>> print(reconstruction_error(w, jnp.array([[True], [False]]), x))
     [20.]
+
+  References:
+    Zhang et al., "Dynamic Sparse No Training: Training-Free Fine-tuning
+    for Sparse LLMs", ICLR 2024, arXiv:2310.08915.
+
+    Catalog: seed_000 #42.
   """
   w, mask, x = _check_layer(w, mask, activations)
   return jnp.sum(jnp.square(x @ jnp.where(mask, 0.0, w)), axis=0)
@@ -137,6 +143,8 @@ def dsnot(w: ArrayLike, mask: ArrayLike, activations: ArrayLike, *,
   References:
     Zhang et al., "Dynamic Sparse No Training: Training-Free Fine-tuning for
     Sparse LLMs", ICLR 2024, arXiv:2310.08915.
+
+    Catalog: seed_000 #42.
   """
   w, mask, x = _check_layer(w, mask, activations)
   if (isinstance(max_cycles, bool) or not isinstance(max_cycles, numbers.Integral)

@@ -264,6 +264,12 @@ def load_mnist1d(*, seed: int = 42) -> dict[str, Split]:
 
   References:
     Greydanus, "Scaling down Deep Learning", arXiv:2011.14439, 2020.
+
+  Example:
+    >>> import jaxkit
+    >>> d = jaxkit.train.load_mnist1d()  # doctest: +SKIP
+    >>> d['train']['x'].shape, d['test']['y'].shape  # doctest: +SKIP
+    ((4000, 40), (1000,))
   """
   d = _mnist1d(seed)
   return dict(
@@ -413,7 +419,16 @@ def label_noise(split: Split, *, rate: float, kind: str = "symmetric",
 
 
 def stdlib_files(root: str | None = None) -> list[str]:
-  """Sorted paths of the standard library's ``.py`` files (no site-packages)."""
+  """Sorted paths of the standard library's ``.py`` files (no site-packages).
+
+  Example:
+    >>> import os, jaxkit
+    >>> files = jaxkit.train.stdlib_files()
+    >>> print(len(files) > 100, all(f.endswith('.py') for f in files))
+    True True
+    >>> print(any(os.path.basename(f) == 'this.py' for f in files))
+    True
+  """
   root = root or sysconfig.get_paths()["stdlib"]
   out = []
   for dirpath, dirnames, filenames in os.walk(root):

@@ -35,6 +35,23 @@ class FitResult(NamedTuple):
     history: one dict of floats per logged step (``step`` included).
     eval_history: one dict per evaluation (``step`` included).
     resumed_from: the checkpoint step the run resumed from, or ``None``.
+
+  Example:
+    >>> import jax, numpy as np, optax, jaxkit
+    >>> from flax import nnx
+    >>> ts = jaxkit.train.make_train_step(
+    ...     nnx.Linear(3, 1, rngs=nnx.Rngs(0)),
+    ...     lambda m, b: (m(b['x'])[:, 0] - b['y']) ** 2, optax.adam(0.1),
+    ...     mesh=jaxkit.train.make_mesh(), rules=jaxkit.train.data_parallel_rules())
+    >>> x = np.random.RandomState(0).randn(32, 3).astype(np.float32)
+    >>> data = {'x': x, 'y': x.sum(axis=1)}
+    >>> res = jaxkit.train.fit(
+    ...     ts, ts.init_state(),
+    ...     iter(jaxkit.train.make_pipeline(data, batch_size=8)), num_steps=4,
+    ...     log_every=2, progress=False)
+    >>> print(type(res).__name__, [h['step'] for h in res.history],
+    ...       res.resumed_from)
+    FitResult [2, 4] None
   """
   state: TrainState
   history: list[dict[str, float]]

@@ -58,6 +58,15 @@ class ShardingRules(NamedTuple):
     params: ``((path_regex, PartitionSpec), ...)`` overrides, matched with
       :func:`re.fullmatch` against ``'/'``-joined parameter paths such as
       ``'blocks/0/attn/q/kernel'``. Every override must match a parameter.
+
+  Example:
+    >>> from jax.sharding import PartitionSpec as P
+    >>> import jaxkit
+    >>> rules = jaxkit.train.ShardingRules(
+    ...     logical=(('embed', None), ('mlp', 'data')), batch=('data',),
+    ...     params=(('.*/bias', P()),))
+    >>> print(dict(rules.logical)['mlp'], rules.batch)
+    data ('data',)
   """
   logical: tuple[tuple[str, _MeshAxes], ...]
   batch: tuple[str, ...] = ("data",)
@@ -382,7 +391,16 @@ def param_shardings(model_or_state, mesh: jax.sharding.Mesh,
 
 
 def data_parallel_size(mesh: jax.sharding.Mesh, rules: ShardingRules) -> int:
-  """Number of batch shards: the product of the sizes of ``rules.batch``."""
+  """Number of batch shards: the product of the sizes of ``rules.batch``.
+
+  Example:
+    >>> import jax, jaxkit
+    >>> mesh = jaxkit.train.make_mesh()   # ('data',) over every device
+    >>> n = jaxkit.train.data_parallel_size(mesh,
+    ...                                     jaxkit.train.data_parallel_rules())
+    >>> n == jax.device_count()
+    True
+  """
   validate_rules(rules, mesh)
   return math.prod(mesh.shape[a] for a in rules.batch)
 
@@ -506,6 +524,12 @@ def shard_batch(batch: Any, mesh: jax.sharding.Mesh, rules: ShardingRules, *,
 
 
 def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
-  """A fully replicated ``NamedSharding`` on ``mesh``."""
+  """A fully replicated ``NamedSharding`` on ``mesh``.
+
+  Example:
+    >>> import jaxkit
+    >>> print(jaxkit.train.replicated(jaxkit.train.make_mesh()).spec)
+    P()
+  """
   return NamedSharding(mesh, P())
 

@@ -56,6 +56,19 @@ class TrainState(NamedTuple):
     opt_state: the optax state.
     rw_state: the reweighting rule's state (``()`` without a rule).
     rng: ``uint32[2]`` PRNG key data; the step folds in ``step``.
+
+  Example:
+    >>> import jax, numpy as np, optax, jaxkit
+    >>> from flax import nnx
+    >>> ts = jaxkit.train.make_train_step(
+    ...     nnx.Linear(3, 1, rngs=nnx.Rngs(0)),
+    ...     lambda m, b: (m(b['x'])[:, 0] - b['y']) ** 2, optax.sgd(0.1),
+    ...     mesh=jaxkit.train.make_mesh(), rules=jaxkit.train.data_parallel_rules())
+    >>> state = ts.init_state()
+    >>> print(type(state).__name__, int(state.step), state.rw_state)
+    TrainState 0 ()
+    >>> print(jax.tree.map(np.shape, state.params))
+    {'bias': (1,), 'kernel': (3, 1)}
   """
   step: jax.Array
   params: Any
@@ -202,6 +215,18 @@ class TrainStep:
     rules: the sharding rules.
     jitted: the underlying ``jax.jit`` function ``(state, batch) -> (state,
       metrics)`` (available after the first call or :meth:`init_state`).
+
+  Example:
+    >>> import jax, numpy as np, optax, jaxkit
+    >>> from flax import nnx
+    >>> ts = jaxkit.train.make_train_step(
+    ...     nnx.Linear(3, 1, rngs=nnx.Rngs(0)),
+    ...     lambda m, b: (m(b['x'])[:, 0] - b['y']) ** 2, optax.sgd(0.1),
+    ...     mesh=jaxkit.train.make_mesh(), rules=jaxkit.train.data_parallel_rules())
+    >>> batch = {'x': np.ones((8, 3), np.float32), 'y': np.zeros(8, np.float32)}
+    >>> state, metrics = ts(ts.init_state(), batch)
+    >>> print(type(ts).__name__, ts.mesh.axis_names, int(state.step))
+    TrainStep ('data',) 1
   """
 
   def __init__(self, model, loss_fn, optimizer, reweighting, mesh, rules,
@@ -473,7 +498,21 @@ def make_train_step(model: nnx.Module, loss_fn: Callable, optimizer, *,
 
 
 class EvalStep:
-  """A jitted, sharded evaluation step; see :func:`make_eval_step`."""
+  """A jitted, sharded evaluation step; see :func:`make_eval_step`.
+
+  Example:
+    >>> import jax, numpy as np, optax, jaxkit
+    >>> from flax import nnx
+    >>> ts = jaxkit.train.make_train_step(
+    ...     nnx.Linear(3, 1, rngs=nnx.Rngs(0)),
+    ...     lambda m, b: (m(b['x'])[:, 0] - b['y']) ** 2, optax.sgd(0.1),
+    ...     mesh=jaxkit.train.make_mesh(), rules=jaxkit.train.data_parallel_rules())
+    >>> ev = jaxkit.train.make_eval_step(ts)
+    >>> out = ev(ts.init_state(), {'x': np.zeros((8, 3), np.float32),
+    ...                            'y': np.zeros(8, np.float32)})
+    >>> print(type(ev).__name__, float(out['loss']), int(out['count']))
+    EvalStep 0.0 8
+  """
 
   def __init__(self, train_step: TrainStep, metrics_fn):
     self._ts = train_step

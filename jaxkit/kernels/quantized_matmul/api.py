@@ -129,6 +129,8 @@ def quantized_matmul(
     Guo et al., `LQ-LoRA`, arXiv:2311.12023, 2023 and Yao et al., `ZeroQuant-V2`
     (LoRC), arXiv:2303.08302, 2023 (low-rank side term);
     Shao et al., `GWQ`, arXiv:2411.00850, 2024 (sparse outliers).
+
+    Catalog: seed_002 #57.
   """
   outliers = None
   if isinstance(w, F.SparseOutlierArray):

@@ -66,6 +66,16 @@ class QMatmulWeight:
     packed: two 4-bit codes per byte along K (static).
     signed: packed nibbles are two's complement (static; unpacked codes
       carry their signedness in their dtype).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from jaxkit.kernels import QMatmulWeight, quantized_matmul
+    >>> w = QMatmulWeight(codes=jnp.array([[1, -2], [3, 0]], jnp.int8),
+    ...                   scales=jnp.array([[0.5, 0.25]]))
+    >>> print(w.shape, w.group_rows)
+    (2, 2) 2
+    >>> print(quantized_matmul(jnp.array([[1., 1.]]), w, implementation="xla"))
+    [[ 2.  -0.5]]
   """
 
   codes: jax.Array

