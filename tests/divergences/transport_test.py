@@ -169,6 +169,10 @@ def test_auto_is_stable_at_small_eps_where_kernel_fails():
 # ---------------------------------------------------------------- vs ott-jax
 
 
+# The POT comparisons above (objective, plan, potentials' marginals) stay in
+# the default run; this ott-jax one (~10-20 s of compiles) runs in
+# `make test-all`.
+@pytest.mark.slow
 def test_matches_ott_objectives_and_potentials():
   x, y, a, b = _problem(50, 40, weights=True, seed=9)
   eps = 0.1
