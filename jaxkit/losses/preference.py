@@ -348,18 +348,21 @@ def _exp_cap(dtype) -> float:
 
 
 def _scaled_exp_difference(xc, xr, log_scale, cap):
-  """``sign(xc - xr) * scale * |e^xc - e^xr|`` without overflow.
+  """``scale * (e^xc - e^xr)`` without overflow, smooth at ``xc == xr``.
 
-  With ``xc, xr`` already capped at ``cap``, ``m = max``, ``d = min - max``:
-  ``scale * e^m * (-expm1(d))``, the factor ``scale * e^m`` computed as
-  ``exp(min(m + log_scale, cap))``. Equals the plain formula whenever that
-  factor is below ``e^cap``; ``expm1`` keeps full precision when
-  ``xc ~ xr`` (e.g. ``alpha`` near 1).
+  With ``xc, xr`` already capped at ``cap`` and ``m = sg(max(xc, xr))``:
+  ``scale * e^m * (expm1(xc - m) - expm1(xr - m))``, the factor
+  ``scale * e^m`` computed as ``exp(min(m + log_scale, cap))``. Equals the
+  plain formula whenever that factor is below ``e^cap``; ``expm1`` keeps
+  full precision when ``xc ~ xr`` (e.g. ``alpha`` near 1). ``m`` is a
+  stop-gradient constant: the identity holds for any ``m``, so the gradient
+  is the plain formula's — including at ties ``xc == xr`` (the start of
+  training, ``pi = pi_ref``), where differentiating through ``max`` / ``min``
+  would give exactly zero.
   """
-  m = jnp.maximum(xc, xr)
-  d = jnp.minimum(xc, xr) - m
-  mag = jnp.exp(jnp.minimum(m + log_scale, cap)) * (-jnp.expm1(d))
-  return jnp.where(xc >= xr, mag, -mag)
+  m = jax.lax.stop_gradient(jnp.maximum(xc, xr))
+  factor = jnp.exp(jnp.minimum(m + log_scale, cap))
+  return factor * (jnp.expm1(xc - m) - jnp.expm1(xr - m))
 
 
 def fdpo_loss(policy_chosen_logps: ArrayLike, policy_rejected_logps: ArrayLike,

@@ -161,6 +161,29 @@ def test_fdpo_matches_trl(divergence, alpha, beta):
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("divergence,alpha", FDPO_CASES)
+def test_fdpo_gradient_nonzero_at_ties(divergence, alpha):
+  # At pi = pi_ref (both log-ratios 0, where training starts) the gradient
+  # is DPO's scaled by the generator's curvature f''(1): d/d pc of
+  # -log sigma(beta h) = -beta * sigma(0) * f''(1). f''(1) = 1 for the KL /
+  # alpha family; JS's f(u) = u log u - (1+u) log((1+u)/2) has
+  # f''(u) = 1/u - 1/(1+u), so f''(1) = 1/2. A max/min split in the overflow
+  # guard once made it exactly 0 for forward KL / alpha.
+  beta = 0.1
+  x = [jnp.full((3,), v, jnp.float32) for v in (-7.0, -9.0, -7.0, -9.0)]
+  loss = lambda *a: jnp.sum(P.fdpo_loss(*a, beta=beta, divergence=divergence,
+                                        alpha=alpha))
+  c = 0.5 if divergence == "js" else 1.0
+  g = jax.grad(loss, argnums=(0, 1))(*x)
+  np.testing.assert_allclose(g[0], -beta / 2 * c, rtol=1e-4)
+  np.testing.assert_allclose(g[1], beta / 2 * c, rtol=1e-4)
+  # Central finite differences of the value (h large enough for float32).
+  h = 1e-2
+  e = jnp.zeros((3,)).at[0].set(h)
+  fd = (loss(x[0] + e, *x[1:]) - loss(x[0] - e, *x[1:])) / (2 * h)
+  np.testing.assert_allclose(float(fd), -beta / 2 * c, rtol=2e-2)
+
+
 def test_fdpo_alpha_limits():
   x = _logps(5)
   f = lambda **kw: P.fdpo_loss(*x, beta=0.3, **kw)
