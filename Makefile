@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 WORKDIR ?= runs
 
-.PHONY: demo test test-all aot-check clean
+.PHONY: demo test test-all docs papers aot-check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(PY):
 # Re-install only when pyproject.toml changes (stamps live inside the venv).
 $(VENV)/.stamp-test: pyproject.toml | $(PY)
 	$(PIP) install -q -e '.[test,experiments]'
+	touch $@
+
+$(VENV)/.stamp-docs: pyproject.toml | $(PY)
+	$(PIP) install -q -e '.[docs]'
 	touch $@
 
 $(VENV)/.stamp-demo: pyproject.toml | $(PY)
@@ -30,6 +34,16 @@ test: $(VENV)/.stamp-test
 
 test-all: $(VENV)/.stamp-test
 	$(PY) -m pytest -n 2 --dist loadgroup -q
+
+# The docs site from the docstrings (fails on any Sphinx warning); the same
+# build runs in `make test` (tests/docs/docs_build_test.py).
+docs: $(VENV)/.stamp-docs
+	$(PY) -m sphinx -W --keep-going -b html docs $(WORKDIR)/docs
+
+# Regenerate PAPERS.md (catalog paper -> functions, tests, experiments);
+# `make test` fails while it is stale.
+papers: $(VENV)/.stamp-test
+	$(PY) tools/papers_md.py
 
 # Deviceless AOT compile of every Pallas kernel for TPU v5e/v6e (libtpu) and
 # H100 (CUDA plugin), each in its own virtualenv (PLATFORM.md §3b). No
@@ -53,4 +67,4 @@ aot-check: $(AOT_TPU)/.stamp $(AOT_GPU)/.stamp
 	PYTHONPATH=. $(AOT_GPU)/bin/python tools/aot_check.py --platform cuda --json $(WORKDIR)/aot_cuda.json
 
 clean:
-	rm -rf $(VENV) $(AOT_TPU) $(AOT_GPU) $(WORKDIR) .pytest_cache
+	rm -rf $(VENV) $(AOT_TPU) $(AOT_GPU) $(WORKDIR) results .pytest_cache
