@@ -1,21 +1,23 @@
 # The two commands a newcomer runs on a fresh machine (Python 3.11 is all it needs).
-#   make demo   sets up .venv and runs the main job (the divergence tour for now)
+#   make demo   sets up .venv and runs the main job: ~10 paper claims reproduced in
+#               miniature, written up in results/REPORT.md
 #   make test   sets up .venv with the test extras and runs the test suite
-#               (all but the tests marked slow; `make test-all` runs those too)
+#               (all but the tests marked slow and the notebook runs; `make
+#               test-all` runs everything, `make notebooks` the notebooks)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 WORKDIR ?= runs
 
-.PHONY: demo test test-all docs papers aot-check clean
+.PHONY: demo reproduce-all test test-all notebooks docs papers aot-check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # Re-install only when pyproject.toml changes (stamps live inside the venv).
 $(VENV)/.stamp-test: pyproject.toml | $(PY)
-	$(PIP) install -q -e '.[test,experiments]'
+	$(PIP) install -q -e '.[test,experiments,docs]'
 	touch $@
 
 $(VENV)/.stamp-docs: pyproject.toml | $(PY)
@@ -27,10 +29,19 @@ $(VENV)/.stamp-demo: pyproject.toml | $(PY)
 	touch $@
 
 demo: $(VENV)/.stamp-demo
-	$(PY) -m experiments.main --config=experiments/configs/divergence_tour.py --workdir=$(WORKDIR)/divergence_tour
+	$(PY) -m experiments.reproduce --preset=demo --workdir=$(WORKDIR)/reproduce
+
+# Every experiment's full variant (resumes finished ones; records
+# experiments/RESULTS.json). Hours on 2 cores.
+reproduce-all: $(VENV)/.stamp-demo
+	$(PY) -m experiments.reproduce --preset=all --workdir=$(WORKDIR)/reproduce
 
 test: $(VENV)/.stamp-test
-	$(PY) -m pytest -n 2 --dist loadgroup -q -m "not slow"
+	$(PY) -m pytest -n 2 --dist loadgroup -q -m "not slow and not notebooks"
+
+# Execute every Colab notebook offline on CPU (CI runs this after `make test`).
+notebooks: $(VENV)/.stamp-test
+	$(PY) -m pytest tests/colab -n 2 --dist loadgroup -q -m notebooks
 
 test-all: $(VENV)/.stamp-test
 	$(PY) -m pytest -n 2 --dist loadgroup -q

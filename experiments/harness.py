@@ -17,7 +17,11 @@ runner function named by the config (``config.runner``). The harness
 * calls ``runner(config, workdir, fns)`` where ``fns`` maps each dotted name to
   its object, times it, and writes the result (:func:`write_result`):
   ``result.json``, ``result.md`` and ``metrics.png`` (a bar chart of every
-  metric); runners add their own plots with :func:`save_figure`.
+  metric); runners add their own plots with :func:`save_figure`;
+* keeps ``metrics.jsonl``: the runner's curves (:func:`log_metrics`, optional)
+  and the final per-seed value of every metric, written by :func:`run` for
+  every experiment; stores :func:`config_hash` in ``result.json``; and shows a
+  progress bar per run when asked (``run(..., progress=True)``).
 
 The runner returns a dict with the keys ``claim``, ``arms``, ``metrics`` (a
 list built with :func:`metric`), ``held`` and ``verdict``; it may add
@@ -32,12 +36,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import importlib
 import importlib.util
 import json
 import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -198,6 +204,15 @@ def resolve(dotted: str) -> Any:
   if module is None:
     raise ValueError(f"cannot resolve {dotted!r}: no module {parts[0]!r}")
   obj = module
+  if 1 < n == len(parts):
+    # A package may re-export a function under its own submodule's name
+    # (``jaxkit.kernels.sparse_attention`` is the function; the subpackage
+    # of the same name is shadowed by it): the attribute wins, as it does
+    # for ``from jaxkit.kernels import sparse_attention``.
+    parent = sys.modules.get(".".join(parts[:n - 1]))
+    attr = getattr(parent, parts[n - 1], module)
+    if attr is not module:
+      obj = attr
   for i, attr in enumerate(parts[n:], start=n):
     if not hasattr(obj, attr):
       raise ValueError(
@@ -457,12 +472,205 @@ def write_result(workdir: str, result: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------
+# Metrics log, config hash, progress bar.
+# ----------------------------------------------------------------------------
+
+METRICS_FILE = "metrics.jsonl"
+
+# workdir -> the progress bar of the run writing there (see `run`), so that
+# `log_metrics` can show the latest step on it.
+_BARS: dict[str, Any] = {}
+_BARS_LOCK = threading.Lock()
+
+
+def config_hash(config: Any) -> str:
+  """A short hash of a config, equal for a config and its ``result.json`` copy.
+
+  The hash is taken over the canonical JSON of the config as
+  :func:`write_result` stores it (tuples become lists, non-finite floats
+  strings), so ``config_hash(config) ==
+  config_hash(json.load(open('result.json'))['config'])``.
+
+  Args:
+    config: a ``ConfigDict`` or the JSON-able dict of one.
+
+  Returns:
+    16 hex digits (the start of a SHA-256).
+
+  Examples:
+    >>> c = ml_collections.ConfigDict(dict(steps=3, dims=(1, 2)))
+    >>> config_hash(c) == config_hash({"dims": [1, 2], "steps": 3})
+    True
+  """
+  if isinstance(config, ml_collections.ConfigDict):
+    config = config.to_dict()
+  if not isinstance(config, Mapping):
+    raise TypeError(f"config must be a ConfigDict or a mapping, got "
+                    f"{type(config).__name__}")
+  text = json.dumps(_jsonable(config), sort_keys=True, ensure_ascii=False,
+                    separators=(",", ":"))
+  return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _scalar(name: str, value: Any) -> float | str:
+  try:
+    v = np.asarray(value, dtype=np.float64)
+  except (TypeError, ValueError):
+    raise TypeError(f"metric {name!r} must be a real scalar, got "
+                    f"{type(value).__name__}") from None
+  if v.size != 1:
+    raise ValueError(f"metric {name!r} must be a scalar, got shape {v.shape}")
+  return _jsonable(float(v.reshape(())))
+
+
+def log_metrics(workdir: str, *, step: int | None = None,
+                arm: str | None = None, seed: int | None = None,
+                **values: Any) -> None:
+  """Appends metric values to ``workdir/metrics.jsonl``, one JSON line each.
+
+  Each line is ``{"metric", "value", "arm", "seed", "step"}``. Runners call
+  this for curves (``step`` = the training step); :func:`run` itself appends
+  the final per-seed value of every metric of the result with
+  ``"step": null``, so every experiment has a ``metrics.jsonl`` without
+  runner changes. While :func:`run` shows a progress bar for ``workdir``, the
+  latest call is shown on it.
+
+  Args:
+    workdir: the run's output folder (created if needed).
+    step: training step, or ``None`` for a final value.
+    arm: arm name, or ``None``.
+    seed: seed, or ``None``.
+    **values: metric name -> real scalar (Python / NumPy / JAX scalar).
+
+  Raises:
+    ValueError: no values, or a value that is not a scalar.
+    TypeError: a value that is not a real number.
+
+  Examples:
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> log_metrics(d, step=10, arm="CE", seed=0, loss=0.5)
+    >>> print(open(os.path.join(d, "metrics.jsonl")).read().strip())
+    {"metric": "loss", "value": 0.5, "arm": "CE", "seed": 0, "step": 10}
+  """
+  if not values:
+    raise ValueError("log_metrics needs at least one metric value")
+  if step is not None:
+    step = int(step)
+  if seed is not None:
+    seed = int(seed)
+  rows = [dict(metric=k, value=_scalar(k, v), arm=arm, seed=seed, step=step)
+          for k, v in values.items()]
+  _append_jsonl(workdir, rows)
+  with _BARS_LOCK:
+    bar = _BARS.get(os.path.abspath(workdir))
+  if bar is not None:
+    info = {k: v for k, v in (("arm", arm), ("seed", seed), ("step", step))
+            if v is not None}
+    info.update({r["metric"]: (f"{r['value']:.4g}"
+                               if isinstance(r["value"], float) else
+                               r["value"]) for r in rows})
+    bar.set_postfix(info, refresh=False)
+
+
+def _append_jsonl(workdir: str, rows: Sequence[Mapping[str, Any]]) -> None:
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, METRICS_FILE), "a", encoding="utf-8") as f:
+    for row in rows:
+      f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _final_metric_rows(metrics: Sequence[Mapping[str, Any]],
+                       seeds: Sequence[Any]) -> list[dict[str, Any]]:
+  """One row per metric per arm per seed (``step`` null)."""
+  rows = []
+  for m in metrics:
+    for arm, stats in m["per_arm"].items():
+      values = stats["per_seed"]
+      # A metric with one value per seed is labelled by seed; anything else
+      # (e.g. a single pooled value) by its position.
+      by_seed = len(values) == len(seeds)
+      for i, v in enumerate(values):
+        row = dict(metric=m["name"], value=v, arm=arm,
+                   seed=seeds[i] if by_seed else None, step=None)
+        if not by_seed:
+          row["index"] = i
+        rows.append(row)
+  return rows
+
+
+class _RunBar:
+  """A tqdm bar of a run's wall time (expected: ``expected_s``), ticking.
+
+  The runners do not report their progress, so the bar shows the elapsed
+  seconds against the expected duration (when known) and the latest
+  :func:`log_metrics` call as its postfix. Shown on a terminal only.
+  """
+
+  def __init__(self, workdir: str, desc: str, expected_s: float | None,
+               position: int | None):
+    from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
+    total = float(expected_s) if expected_s else None
+    fmt = ("{desc}: {percentage:3.0f}%|{bar}| {elapsed} of ~{total:.0f} s"
+           "{postfix}" if total else "{desc}: {elapsed}{postfix}")
+    # disable=None: shown on a terminal only (a log file would get a line
+    # per tick).
+    self._bar = tqdm(total=total, desc=desc, position=position, leave=False,
+                     bar_format=fmt, mininterval=1.0, dynamic_ncols=True,
+                     disable=None)
+    self._key = os.path.abspath(workdir)
+    self._start = time.perf_counter()
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._tick, daemon=True)
+
+  def _tick(self):
+    while not self._stop.wait(1.0):
+      elapsed = time.perf_counter() - self._start
+      total = self._bar.total
+      # Stays below 100 % until the run is done.
+      self._bar.n = min(elapsed, 0.99 * total) if total else elapsed
+      self._bar.refresh()
+
+  def __enter__(self):
+    with _BARS_LOCK:
+      _BARS[self._key] = self._bar
+    self._thread.start()
+    return self
+
+  def __exit__(self, *exc):
+    self._stop.set()
+    self._thread.join()
+    with _BARS_LOCK:
+      _BARS.pop(self._key, None)
+    if self._bar.total:
+      self._bar.n = self._bar.total
+    self._bar.refresh()
+    self._bar.close()
+    return False
+
+
+# ----------------------------------------------------------------------------
 # Running.
 # ----------------------------------------------------------------------------
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def run(config: ml_collections.ConfigDict, workdir: str, *,
+        progress: bool = False, expected_s: float | None = None,
+        position: int | None = None) -> dict[str, Any]:
   """Resolves the config's names, runs its runner, writes the result.
+
+  Besides :func:`write_result`'s files, ``workdir/metrics.jsonl`` is started
+  afresh and receives the runner's :func:`log_metrics` lines and then the
+  final per-seed value of every metric (``"step": null``); ``result.json``
+  gets ``config_hash`` (:func:`config_hash`).
+
+  Args:
+    config: the experiment config (``runner`` and dotted names).
+    workdir: output folder (created if needed).
+    progress: show a tqdm bar of the run's elapsed time (needs ``tqdm``).
+    expected_s: the run's expected wall time in seconds (the bar's total);
+      ``None``: unknown (the bar only counts seconds).
+    position: the bar's tqdm ``position`` (for nested bars).
 
   Returns:
     The result dict written to ``workdir/result.json``.
@@ -475,8 +683,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   fns = resolve_config(config)  # once, before anything runs
   runner = fns[config.runner]
   os.makedirs(workdir, exist_ok=True)
+  metrics_path = os.path.join(workdir, METRICS_FILE)
+  if os.path.exists(metrics_path):
+    os.remove(metrics_path)     # a rerun starts its metrics log afresh
+  bar = (_RunBar(workdir, str(config.get("name", "run")), expected_s,
+                 position) if progress else contextlib.nullcontext())
   start = time.perf_counter()
-  result = dict(runner(config, workdir, fns))
+  with bar:
+    result = dict(runner(config, workdir, fns))
   wall_s = time.perf_counter() - start
   missing = [k for k in ("claim", "arms", "metrics", "held", "verdict")
              if k not in result]
@@ -501,9 +715,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       metrics=result.pop("metrics"),
   )
   ordered.update(result)                  # runner-specific extras
+  ordered["config_hash"] = config_hash(config)
   ordered["config"] = config.to_dict()   # the resolved config, last
   result = ordered
   out = write_result(workdir, result)
+  _append_jsonl(workdir, _final_metric_rows(out["metrics"], out["seeds"]))
   print(f"[{out['name']}] held={out['held']}: {out['verdict']}", flush=True)
   print(f"[{out['name']}] wrote {os.path.join(workdir, 'result.json')} "
         f"({wall_s:.1f} s)", flush=True)

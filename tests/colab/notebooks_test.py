@@ -125,6 +125,9 @@ _PROBE = ("import sys, os, jax\n"
           "jax.default_backend())))")
 
 
+# Executing the notebooks takes ~4 CPU-minutes, so CI runs it as its own step
+# (`make notebooks`, called by .ci/run) rather than inside `make test`.
+@pytest.mark.notebooks
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_notebook_executes(path, tmp_path):
   nb = nbformat.read(path, as_version=4)

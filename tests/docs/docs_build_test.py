@@ -12,6 +12,9 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
+# CI builds the site as its own step (`make docs`, called by .ci/run, same
+# -W flags); `make test-all` runs this test too.
+@pytest.mark.slow
 def test_docs_build_without_warnings(tmp_path):
   pytest.importorskip("sphinx")
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))

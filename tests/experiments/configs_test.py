@@ -65,23 +65,39 @@ def test_quick_variant_runs_end_to_end(path, tmp_path):
   assert result["wall_s"] > 0
   assert os.path.exists(os.path.join(workdir, "result.md"))
   assert glob.glob(os.path.join(workdir, "*.png"))
+  # metrics.jsonl: the harness logs every metric's value per arm per seed.
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    final = [r for r in map(json.loads, f) if r["step"] is None]
+  assert len(final) == sum(len(s["per_seed"]) for m in result["metrics"]
+                           for s in m["per_arm"].values())
+  assert result["config_hash"] == harness.config_hash(result["config"])
 
 
 def test_make_demo_command_line(tmp_path):
-  # The command `make demo` runs (in its quick variant), as a subprocess.
+  # The command `make demo` runs (python -m experiments.reproduce
+  # --preset=demo), as a subprocess, restricted to its first experiment in
+  # the quick variant (every demo config's quick variant runs above; the
+  # report writer is tested in reproduce_test.py).
   workdir = str(tmp_path / "demo")
+  report = str(tmp_path / "results" / "REPORT.md")
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   proc = subprocess.run(
-      [sys.executable, "-m", "experiments.main",
-       "--config=experiments/configs/divergence_tour.py:quick",
-       f"--workdir={workdir}"],
+      [sys.executable, "-m", "experiments.reproduce", "--preset=demo",
+       "--only=divergence_tour", "--quick", f"--workdir={workdir}",
+       f"--report={report}"],
       cwd=_ROOT, env=env, capture_output=True, text=True, timeout=300,
       check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "f_divergence(gan)" in proc.stdout      # the table is printed
-  assert "gaussian_w2" in proc.stdout
-  assert os.path.exists(os.path.join(workdir, "result.json"))
-  assert os.path.exists(os.path.join(workdir, "f_generators.png"))
+  with open(report) as f:
+    text = f.read()
+  assert "divergence_tour" in text and "holds?" in text
+  assert "not recorded" in text or "recorded" in text   # the index
+  run_dir = os.path.join(workdir, "divergence_tour_quick")
+  assert os.path.exists(os.path.join(run_dir, "result.json"))
+  assert os.path.exists(os.path.join(run_dir, "f_generators.png"))
+  with open(os.path.join(run_dir, "log.txt")) as f:   # the printed table
+    log = f.read()
+  assert "f_divergence(gan)" in log and "gaussian_w2" in log
 
 
 def test_main_requires_workdir():
@@ -142,6 +158,18 @@ class TestResolve:
     assert harness.resolve("jaxkit.divergences.get_generator") is (
         jaxkit.divergences.get_generator)
     assert harness.resolve("os.path.join") is os.path.join
+
+  def test_function_shadowing_its_subpackage_wins(self):
+    # jaxkit.kernels re-exports the function `sparse_attention` over the
+    # subpackage of the same name; both spellings name the function.
+    from jaxkit import kernels  # pylint: disable=g-import-not-at-top
+    fn = kernels.sparse_attention
+    assert callable(fn) and not isinstance(fn, type(kernels))
+    assert harness.resolve("jaxkit.kernels.sparse_attention") is fn
+    assert harness.resolve(
+        "jaxkit.kernels.sparse_attention.sparse_attention") is fn
+    assert harness.resolve("jaxkit.divergences").__name__ == (
+        "jaxkit.divergences")
 
   @pytest.mark.parametrize("name,match", [
       ("jaxkit.divergences.no_such_divergence",
