@@ -7,6 +7,7 @@ and the test accuracy is measured with ``jaxkit.train.evaluate``.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -25,6 +26,20 @@ def _accuracy(model, batch):
 def _eval_batches(split, size):
   n = len(split["y"]) - len(split["y"]) % size
   return [{k: v[i:i + size] for k, v in split.items()} for i in range(0, n, size)]
+
+
+def _logged_history(run_dir: str) -> list[dict]:
+  """The training log of a resumed run: ``fit`` returns only the steps it ran
+  after the checkpoint, but its ``metrics.jsonl`` holds every logged step of
+  every attempt; keep the last row per step (a step logged before a crash and
+  again after the resume appears twice)."""
+  rows = {}
+  with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
+    for line in f:
+      row = json.loads(line)
+      if "mean_loss" in row:
+        rows[int(row["step"])] = row
+  return [rows[k] for k in sorted(rows)]
 
 
 def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
@@ -98,9 +113,11 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
         ckpt.close()
       out = train.evaluate(ev, res.state, eval_batches)
       accs.append(out["accuracy"])
-      losses.append(res.history[-1]["mean_loss"])
+      history = (res.history if res.resumed_from is None
+                 else _logged_history(run_dir))
+      losses.append(history[-1]["mean_loss"])
       curves.setdefault(arm["name"], []).append(
-          [h["mean_loss"] for h in res.history])
+          [h["mean_loss"] for h in history])
     per_seed["test accuracy"][arm["name"]] = accs
     per_seed["final train loss"][arm["name"]] = losses
     print(f"  {arm['name']:12s} test acc {np.mean(accs):.4f} ± "

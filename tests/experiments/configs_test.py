@@ -71,6 +71,12 @@ def test_quick_variant_runs_end_to_end(path, tmp_path):
   assert len(final) == sum(len(s["per_seed"]) for m in result["metrics"]
                            for s in m["per_arm"].values())
   assert result["config_hash"] == harness.config_hash(result["config"])
+  if config.get("checkpoint_every"):
+    # Runs on the training stack resume from their orbax checkpoints: a second
+    # run in the same workdir restores every seed at its last step and reports
+    # the same numbers (and the same loss curves, read back from the log).
+    again = harness.run(config, workdir)
+    assert again["metrics"] == out["metrics"]
 
 
 def test_make_demo_command_line(tmp_path):
