@@ -23,8 +23,6 @@ METRICS = ("relative reconstruction error", "test loss", "test accuracy")
 
 def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   """Trains the dense MLP per seed, prunes it with every method / sparsity."""
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
   seeds = list(range(config.seeds))
   names = harness.arm_names(config)
   methods = [m["name"] for m in config.methods]
@@ -132,18 +130,9 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
              "below Wanda on both at every sparsity "
              f"{'held' if held else 'did NOT hold'}.")
 
-  fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-  for i, method in enumerate(methods):
-    for ax, k in zip(axes, (METRICS[0], "test loss")):
-      ax.errorbar(sparsities, [mean[k][arm(method, s)] for s in sparsities],
-                  yerr=[harness.sample_std(per[k][arm(method, s)])
-                        for s in sparsities], marker="o", color=f"C{i}",
-                  capsize=3, label=method)
-      ax.set_xlabel("unstructured sparsity")
-      ax.set_title(k, fontsize=9)
-  axes[1].axhline(mean["test loss"]["dense"], color="k", ls=":", label="dense")
-  axes[1].legend(fontsize=7)
-  harness.save_figure(fig, workdir, "sparsity_sweep.png")
+  harness.plot_sweep(per, methods, sparsities, arm, (METRICS[0], "test loss"),
+                     "unstructured sparsity", workdir, baseline="dense",
+                     name="sparsity_sweep.png")
   notes = harness.checks_markdown(checks)
   notes += ["", f"MLP {' → '.join(map(str, sizes))}, all kernels pruned "
             f"sequentially on {ncal} calibration examples; DSnoT "

@@ -45,7 +45,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ml_collections
@@ -401,6 +401,35 @@ def plot_curves(curves: Mapping[str, Sequence[np.ndarray]],
       ax.set_title(f"{title} during training (mean over seeds)", fontsize=9)
       ax.set_xlabel("step")
   axes[0][0].legend(fontsize=7)
+  return save_figure(fig, workdir, name)
+
+
+def plot_sweep(per_seed: Mapping[str, Mapping[str, Sequence[float]]],
+               methods: Sequence[str], xs: Sequence[float],
+               arm: Callable[[str, float], str], keys: Sequence[str],
+               xlabel: str, workdir: str, *, baseline: str | None = None,
+               name: str = "sweep.png") -> str:
+  """One panel per metric key: mean ± std over seeds of each method along xs.
+
+  ``per_seed[key][arm(method, x)]`` holds the per-seed values; ``baseline``
+  (an arm name, e.g. ``'dense'``) is drawn as a dotted line in the last
+  panel.
+  """
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.4),
+                           squeeze=False)
+  for i, method in enumerate(methods):
+    for ax, k in zip(axes[0], keys):
+      vals = [per_seed[k][arm(method, x)] for x in xs]
+      ax.errorbar(xs, [float(np.mean(v)) for v in vals],
+                  yerr=[sample_std(v) for v in vals], marker="o",
+                  color=f"C{i}", capsize=3, label=method)
+      ax.set_xlabel(xlabel)
+      ax.set_title(k, fontsize=9)
+  if baseline is not None:
+    axes[0][-1].axhline(float(np.mean(per_seed[keys[-1]][baseline])),
+                        color="k", ls=":", label=baseline)
+  axes[0][-1].legend(fontsize=7)
   return save_figure(fig, workdir, name)
 
 

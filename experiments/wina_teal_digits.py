@@ -18,8 +18,6 @@ METRICS = ("layer-output error", "relative logit error", "test accuracy")
 
 def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
   """Trains the dense MLP per seed, then sparsifies its activations."""
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
   seeds = list(range(config.seeds))
   names = harness.arm_names(config)
   methods = tuple(config.methods)
@@ -102,19 +100,9 @@ def run(config, workdir: str, fns: dict[str, Any]) -> dict[str, Any]:
              + f" over {len(seeds)} seeds — WINA < TEAL at every sparsity "
              f"{'held' if held else 'did NOT hold'}.")
 
-  fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-  for i, m in enumerate(methods):
-    for ax, k in zip(axes, (METRICS[0], "test accuracy")):
-      ax.errorbar(sparsities, [mean[k][arm(m, s)] for s in sparsities],
-                  yerr=[harness.sample_std(per[k][arm(m, s)])
-                        for s in sparsities], marker="o", color=f"C{i}",
-                  capsize=3, label=m)
-      ax.set_xlabel("activation sparsity")
-      ax.set_title(k, fontsize=9)
-  axes[1].axhline(mean["test accuracy"]["dense"], color="k", ls=":",
-                  label="dense")
-  axes[1].legend(fontsize=7)
-  harness.save_figure(fig, workdir, "sparsity_sweep.png")
+  harness.plot_sweep(per, methods, sparsities, arm,
+                     (METRICS[0], "test accuracy"), "activation sparsity",
+                     workdir, baseline="dense", name="sparsity_sweep.png")
   notes = harness.checks_markdown(checks)
   notes += ["", f"MLP {' → '.join(map(str, sizes))}; every layer's input "
             f"sparsified per test example. Dense test accuracy "
