@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-import sys
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from tests.docs._tools import load_tool
 
 
 def _checker():
-  name = "jaxkit_tools_check_docstrings"
-  if name not in sys.modules:
-    spec = importlib.util.spec_from_file_location(
-        name, ROOT / "tools" / "check_docstrings.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-  return sys.modules[name]
+  return load_tool("check_docstrings")
 
 
 def test_every_public_object_has_docstring_example_and_references():

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
-import pathlib
-import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from tests.docs._tools import ROOT
+from tests.docs._tools import load_tool
 
 
 def _papers_md():
-  name = "jaxkit_tools_papers_md"
-  if name not in sys.modules:
-    spec = importlib.util.spec_from_file_location(
-        name, ROOT / "tools" / "papers_md.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-  return sys.modules[name]
+  return load_tool("papers_md")
 
 
 @functools.lru_cache(maxsize=None)
