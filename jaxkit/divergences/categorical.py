@@ -594,8 +594,17 @@ def f_divergence(log_p: ArrayLike, log_q: ArrayLike,
   small = lr <= 0
   lr_lo = jnp.where(small, lr, 0.0)
   lr_hi = jnp.where(small, 0.0, lr)
+  # Where p > q, q f(p/q) = p f(t)/t = p f^◇(1/t) with the Csiszár dual
+  # f^◇(u) = u f(1/u): evaluating the dual at log(1/t) <= 0 stays finite where
+  # f(t) itself overflows (e.g. Amari α > 1 at log-ratios ~ 100 in float32,
+  # where f(t)·e^{-lr} would be inf − inf). Every named dual is exact except
+  # 'gan' (its dual is itself up to an affine term), which keeps f(t)/t.
+  if gen.name == "gan":
+    f_over_t = gen.f(lr_hi) * jnp.exp(-lr_hi)
+  else:
+    f_over_t = gen.csiszar_dual().f(-lr_hi)
   val = jnp.where(small, jnp.exp(lq_s) * gen.f(lr_lo),
-                  jnp.exp(lp_s) * (gen.f(lr_hi) * jnp.exp(-lr_hi)))
+                  jnp.exp(lp_s) * f_over_t)
   f0 = jnp.asarray(gen.f_at_zero, lp.dtype)
   slope = jnp.asarray(gen.slope_at_infinity, lp.dtype)
   # q f(0) and p·slope, with 0·inf := 0 never arising (p, q > 0 there).

@@ -66,7 +66,12 @@ def descending_rank(scores: jax.Array, axis: int) -> jax.Array:
   s = jnp.moveaxis(scores, axis, -1)
   s = jnp.where(jnp.isnan(s), -jnp.inf, s)
   order = jnp.argsort(-s, axis=-1, stable=True)
-  rank = jnp.argsort(order, axis=-1)  # the inverse permutation
+  # The inverse permutation by one scatter (a second argsort costs as much
+  # again: XLA:CPU sorts are slow).
+  positions = jnp.broadcast_to(
+      jnp.arange(s.shape[-1], dtype=order.dtype), order.shape)
+  rank = jnp.put_along_axis(jnp.zeros_like(order), order, positions, axis=-1,
+                            inplace=False)
   return jnp.moveaxis(rank, -1, axis)
 
 
@@ -79,6 +84,17 @@ def keep_top_fraction(scores: jax.Array, sparsity, axis) -> jax.Array:
     flat = scores.reshape(-1)
     return keep_top_fraction(flat, sparsity, 0).reshape(scores.shape)
   length = scores.shape[axis]
+  if checks.is_concrete(sparsity):
+    # A static count: lax.top_k (ties to the lower index, as the stable sort
+    # below) is 5-6x faster than ranking everything on XLA:CPU.
+    num_prune = int(np.floor(np.float32(sparsity) * np.float32(length)
+                             + np.float32(1e-6)))
+    s = jnp.moveaxis(scores, axis, -1)
+    s = jnp.where(jnp.isnan(s), -jnp.inf, s)
+    _, idx = jax.lax.top_k(s, length - num_prune)
+    keep_mask = jnp.put_along_axis(jnp.zeros(s.shape, bool), idx, True,
+                                   axis=-1, inplace=False)
+    return jnp.moveaxis(keep_mask, -1, axis)
   num_prune = jnp.floor(jnp.asarray(sparsity, jnp.float32) * length + 1e-6)
   keep = length - num_prune.astype(jnp.int32)
   return descending_rank(scores, axis) < keep

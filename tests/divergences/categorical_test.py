@@ -248,6 +248,22 @@ def test_extreme_logits_stay_finite(name):
     assert np.all(np.isfinite(np.asarray(g)))
 
 
+@pytest.mark.parametrize("alpha", [1.5, 1.8])
+def test_generic_amari_is_finite_at_log_ratio_100(alpha):
+  # Regression: f(t)·e^{-lr} was inf − inf = NaN for α > 1 at lr ~ 100. The
+  # closed form: q f(p/q) ≈ p t^{α−1}/(α(α−1)) for the big ratio t = e^{100}.
+  lp = jax.nn.log_softmax(jnp.array([0.0, -200.0]))
+  lq = jax.nn.log_softmax(jnp.array([-100.0, 0.0]))
+  gen = D.get_generator("amari_alpha", alpha=alpha)
+  val = D.f_divergence(lp, lq, gen)
+  np.testing.assert_allclose(val, D.amari_alpha(lp, lq, alpha=alpha), rtol=1e-5)
+  log_expected = (alpha - 1) * 100.0 - np.log(alpha * (alpha - 1))
+  np.testing.assert_allclose(np.log(val), log_expected, rtol=1e-5)
+  grads = jax.grad(lambda x, y: D.f_divergence(x, y, gen), argnums=(0, 1))(lp, lq)
+  for g in grads:
+    assert np.all(np.isfinite(np.asarray(g)))
+
+
 def test_disjoint_supports():
   lp = jnp.log(jnp.array([1.0, 0.0]))
   lq = jnp.log(jnp.array([0.0, 1.0]))
