@@ -39,6 +39,12 @@ from jaxkit.sparsity.optim import CastL1DecayState
 from jaxkit.sparsity.optim import masked
 from jaxkit.sparsity.optim import nm_prune
 from jaxkit.sparsity.optim import prune_and_grow
+from jaxkit.sparsity.pst import pst_importance
+from jaxkit.sparsity.pst import pst_init
+from jaxkit.sparsity.pst import pst_sparsity_schedule
+from jaxkit.sparsity.pst import pst_weight
+from jaxkit.sparsity.pst import PstParams
+from jaxkit.sparsity.pst import topk_mask_ste
 from jaxkit.sparsity.refinement import dsnot
 from jaxkit.sparsity.refinement import reconstruction_error
 
@@ -73,9 +79,15 @@ __all__ = [
     "perplexity",
     "prune_and_grow",
     "prune_model",
+    "pst_importance",
+    "pst_init",
+    "pst_sparsity_schedule",
+    "pst_weight",
+    "PstParams",
     "reconstruction_error",
     "taylor_scores",
     "teal_mask",
+    "topk_mask_ste",
     "unpack_nm",
     "unstructured_mask",
     "wanda_scores",
