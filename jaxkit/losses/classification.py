@@ -375,7 +375,10 @@ def comp_sum_loss(logits: ArrayLike, labels: ArrayLike, *, tau: float,
   else:
     a = 1.0 - jnp.asarray(tau, s.dtype)
     safe_a = jnp.where(a == 0, 1.0, a)
-    loss = jnp.where(a == 0, s, jnp.expm1(safe_a * s) / safe_a)
+    # Double where: at τ = 1 the unused expm1 branch must not see s (expm1 of
+    # a large s is inf, and inf·0 would make the gradient NaN).
+    safe_s = jnp.where(a == 0, 0.0, s)
+    loss = jnp.where(a == 0, s, jnp.expm1(safe_a * safe_s) / safe_a)
   return _finish(loss, valid)
 
 

@@ -342,6 +342,10 @@ def robust_dpo_loss(policy_chosen_logps: ArrayLike,
           / (1.0 - 2.0 * label_smoothing))
 
 
+# TRL 1.16 clamps the alpha-divergence exponent at 80 (float32 / bfloat16).
+_TRL_ALPHA_CLAMP = 80.0
+
+
 def _exp_cap(dtype) -> float:
   # TRL's get_exp_cap: log(finfo.max) rounded down to 4 decimals.
   return math.floor(math.log(float(jnp.finfo(dtype).max)) * 1e4) / 1e4
@@ -393,10 +397,13 @@ def fdpo_loss(policy_chosen_logps: ArrayLike, policy_rejected_logps: ArrayLike,
 
   Stability (a deviation from the paper, and from TRL only where TRL
   overflows): the exponentials are never formed from unbounded exponents.
-  As TRL's ``cap_exp`` does, each exponent :math:`x = (\alpha-1)\lambda`
-  (:math:`-\lambda` for forward KL) is clipped at ``cap = log(finfo.max)``
-  rounded down to 4 decimals (88.7228 in float32), with zero gradient above
-  it. The scaled score difference is then computed as
+  Each exponent :math:`x = (\alpha-1)\lambda` is clipped at 80, as TRL
+  1.16's ``alpha_divergence`` clamps it (float64 inputs: at
+  ``log(finfo.max)``), and the forward-KL exponent :math:`-\lambda`, which
+  TRL leaves unclamped, at ``cap = log(finfo.max)`` rounded down to 4
+  decimals (88.7228 in float32; TRL's former ``cap_exp``), with zero gradient
+  above the clip. With ``cap = log(finfo.max)`` as above, the scaled score
+  difference is then computed as
 
   .. math::
     \frac{\beta}{|\alpha-1|}\bigl(e^{x_c} - e^{x_r}\bigr)
@@ -462,6 +469,7 @@ def fdpo_loss(policy_chosen_logps: ArrayLike, policy_rejected_logps: ArrayLike,
       (policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
        ref_rejected_logps), _POLICY_NAMES)
   lc, lr = pc - rc, pr - rr
+  trl_alpha_branch = divergence == "alpha"  # α = 0 included (TRL clamps it)
   if divergence == "alpha" and float(alpha) == 1.0:
     divergence = "reverse_kl"
   if divergence == "alpha" and float(alpha) == 0.0:
@@ -473,13 +481,16 @@ def fdpo_loss(policy_chosen_logps: ArrayLike, policy_rejected_logps: ArrayLike,
   else:
     a1 = -1.0 if divergence == "forward_kl" else float(alpha) - 1.0
     # beta * (s_c - s_r) = sign(a1) * beta/|a1| * (e^{a1 lc} - e^{a1 lr}),
-    # exponents capped as TRL's cap_exp; the scaled factor is capped at
+    # exponents clipped as TRL does; the scaled factor is capped at
     # e^cap / max(1, |a1|) so that the gradient (which carries a1) stays
     # below finfo.max too.
     cap = _exp_cap(dtype)
+    clip = cap
+    if trl_alpha_branch and dtype != jnp.float64:
+      clip = _TRL_ALPHA_CLAMP  # TRL 1.16's alpha_divergence clamp
     log_scale = jnp.log(jnp.asarray(beta, dtype)) - math.log(abs(a1))
-    xc = jnp.minimum(a1 * lc, cap)
-    xr = jnp.minimum(a1 * lr, cap)
+    xc = jnp.minimum(a1 * lc, clip)
+    xr = jnp.minimum(a1 * lr, clip)
     diff = _scaled_exp_difference(xc, xr, log_scale,
                                   cap - math.log(max(1.0, abs(a1))))
     z = diff if a1 > 0 else -diff

@@ -212,6 +212,10 @@ def test_comp_sum_mask_extreme_vmap():
           lambda z: jnp.sum(C.comp_sum_loss(z, y, tau=tau)))(ze)
       assert np.isfinite(float(v)) and np.all(np.isfinite(
           np.asarray(gg, np.float32)))
+      # Traced tau (a schedule): the unused expm1 branch must not leak NaN.
+      gt = jax.jit(jax.grad(
+          lambda z, t: jnp.sum(C.comp_sum_loss(z, y, tau=t))))(ze, tau)
+      assert np.all(np.isfinite(np.asarray(gt, np.float32)))
     yl = np.argmax(np.asarray(ze, np.float32), -1)  # tau = 0 finite when right
     v = C.comp_sum_loss(ze, yl, tau=0.0)
     assert np.all(np.isfinite(np.asarray(v)))

@@ -20,7 +20,8 @@ B = 16
 
 
 # ----------------------------------------------------------------------------
-# TRL oracles (numpy). `dt` picks the precision; cap_exp as in TRL.
+# TRL oracles (numpy). `dt` picks the precision; cap_exp as in TRL (and
+# TRL 1.16's clamp at 80 for the alpha divergence).
 # ----------------------------------------------------------------------------
 
 
@@ -59,9 +60,12 @@ def trl_fdpo(pc, pr, rc, rr, beta, divergence, alpha=1.0, dt=np.float64):
       sc = np.log(dt(2)) + lc - np.log1p(np.exp(lc))
       sr = np.log(dt(2)) + lr - np.log1p(np.exp(lr))
     else:
+      # TRL 1.16's alpha_divergence clamps the exponent at 80 (float32).
       a1 = dt(alpha - 1)
-      sc = (_cap_exp(a1 * lc, dt) - 1) / a1
-      sr = (_cap_exp(a1 * lr, dt) - 1) / a1
+      clamp = (lambda x: np.exp(np.minimum(x, dt(80.0)))) if dt != np.float64 \
+          else (lambda x: _cap_exp(x, dt))
+      sc = (clamp(a1 * lc) - 1) / a1
+      sr = (clamp(a1 * lr) - 1) / a1
     z = dt(beta) * (sc - sr)
     # Only where TRL's logits are finite is its value meaningful.
     return np.where(np.isfinite(z), -_logsigmoid(z), np.nan), z
