@@ -7,6 +7,9 @@ that :mod:`jaxkit.train` maps to mesh axes by rules.
 from jaxkit.nn import loaders
 from jaxkit.nn import partitioning
 from jaxkit.nn.attention import Attention
+from jaxkit.nn.bert import BertConfig
+from jaxkit.nn.bert import BertEncoder
+from jaxkit.nn.bert import mean_pool
 from jaxkit.nn.attention import causal_mask
 from jaxkit.nn.attention import global_local_mask
 from jaxkit.nn.attention import local_mask
@@ -27,6 +30,8 @@ from jaxkit.nn.transformer import TransformerLM
 
 __all__ = [
     "Attention",
+    "BertConfig",
+    "BertEncoder",
     "CNN",
     "Dense",
     "LOGICAL_AXES",
@@ -44,6 +49,7 @@ __all__ = [
     "global_local_mask",
     "loaders",
     "local_mask",
+    "mean_pool",
     "partitioning",
     "rotary_embedding",
 ]
