@@ -30,15 +30,26 @@ the unquantized blocks).
 Methods (``<kind>-w<bits>-g<group>``):
 
 * ``rtn``: asymmetric round-to-nearest with zero points.
-* ``awq``: :func:`~jaxkit.quantization.awq_scales` (20-point grid, scored on
-  the layer's own output through the Gram matrix) + the clip search
-  (:func:`~jaxkit.quantization.awq_clip`) + asymmetric RTN of
-  :math:`\mathrm{clip}(sW)`; the layer becomes :math:`Q(sW)/s` (per-layer
-  scales, not shared between q/k/v or gate/up; folding :math:`1/s` into the
-  previous op is exact where one scale feeds one op).
-* ``awqduo``: as ``awq`` with AutoAWQ's default ``duo_scaling`` candidates
-  (:func:`duo_candidate_scales`).
-* ``awqshared``: as ``awq`` but with AutoAWQ's sharing: one scale for
+* ``awq``: AutoAWQ's procedure (:func:`autoawq_block_scales`, checked
+  against AutoAWQ ``awq/quantize/quantizer.py`` and its Llama
+  ``get_layers_for_scaling``): one scale for q/k/v scored on the output of
+  the whole self-attention, one for gate/up scored on the MLP output
+  (:func:`~jaxkit.quantization.awq_block_scales`, duo-scaling candidates,
+  20 ratios), one for down on its own output; no v→o scale (AutoAWQ skips it
+  when ``v_proj`` and ``o_proj`` differ in shape, as under GQA); then the
+  clip search (:func:`~jaxkit.quantization.awq_clip`) on all layers but
+  q/k with the inputs divided by the scale, and asymmetric RTN of
+  :math:`\mathrm{clip}(sW)`; each layer becomes :math:`Q(sW)/s`. To fit the
+  time budget the candidates are scored on ``--search-windows`` (2) of the
+  16 calibration windows (attention) and ``--search-tokens`` (1024) strided
+  tokens (MLP); AutoAWQ scores on all of its calibration tokens.
+* ``awqlayer``: :func:`~jaxkit.quantization.awq_scales` (llm-awq candidates,
+  20-point grid, scored on each layer's own output through the Gram matrix,
+  per-layer scales) + the clip search + asymmetric RTN; the layer becomes
+  :math:`Q(sW)/s`.
+* ``awqduo``: as ``awqlayer`` with AutoAWQ's ``duo_scaling`` candidates
+  (``awq_scales(..., duo_scaling=True)``).
+* ``awqshared``: as ``awqlayer`` but with AutoAWQ's sharing: one scale for
   q/k/v (searched on the concatenated ``[576, 960]`` kernel), one for
   gate/up; own scales for o and down; no clip for q/k (AutoAWQ skips them).
 * ``gwq``: :func:`~jaxkit.quantization.gwq_quantize`, 1 % of the weights
@@ -95,9 +106,9 @@ LINEARS = {
     "up": ("mlp", 1, "mlp_in"),
     "down": ("mlp", 1, "down_in"),
 }
-KINDS = ("float", "rtn", "awq", "awqduo", "awqshared", "gwq", "peric", "adadim",
-         "nupes", "zqfp", "zqfppow2")
-CALIBRATED = ("awq", "awqduo", "awqshared", "adadim", "nupes")
+KINDS = ("float", "rtn", "awq", "awqlayer", "awqduo", "awqshared", "gwq",
+         "peric", "adadim", "nupes", "zqfp", "zqfppow2")
+CALIBRATED = ("awq", "awqlayer", "awqduo", "awqshared", "adadim", "nupes")
 
 DEFAULT_METHODS = (  # in priority order (a run may be cut short)
     "float", "rtn-w3-g64", "awq-w3-g64", "rtn-w4-g64", "awq-w4-g64",
@@ -292,53 +303,117 @@ def gram_root(x: jax.Array) -> jax.Array:
   return (jnp.sqrt(jnp.maximum(lam, 0.0))[:, None] * v.T).astype(jnp.float32)
 
 
-def duo_candidate_scales(weight, activations, *, group_size: int,
-                         grid: int = 20) -> jax.Array:
-  r"""AutoAWQ's ``duo_scaling`` scale candidates ``[grid, in]``.
+SEARCH_WINDOWS = 2   # attention windows scored per AWQ block-scale candidate
+SEARCH_TOKENS = 1024  # MLP tokens scored per candidate (strided subsample)
+_SEARCHERS: dict = {}
 
-  .. math::
-    s_\alpha = \frac{\bar{|x|}^{\alpha}}{\bar{w}^{1-\alpha} + 10^{-4}},
-    \quad \bar w_i = \mathrm{mean}_o \frac{|W_{io}|}{\max_{j \in g(i)}
-    |W_{jo}| + 10^{-6}},
 
-  clamped at 1e-4 and normalised by :math:`\sqrt{\max s \min s}`, for
-  :math:`\alpha = k/\text{grid}` (AutoAWQ ``AwqQuantizer._search_best_scale``
-  with its default ``duo_scaling=True``; llm-awq and
-  :func:`~jaxkit.quantization.awq_candidate_scales` use
-  :math:`\bar{|x|}^{\alpha}` alone).
+def _with_kernels(state, kernels: dict[str, jax.Array]):
+  """``state`` (an ``nnx.State`` of a module) with ``<name>/kernel`` replaced.
+
+  Kernels are given as ``[in, out]`` views and reshaped to the stored shape.
+  Rebuilt with ``tree_unflatten`` so that the variables belong to the
+  current trace (inside ``lax.map``).
   """
-  w = jnp.abs(weight.astype(jnp.float32))
-  n_in, n_out = w.shape
-  wg = w.reshape(n_in // group_size, group_size, n_out)
-  wn = wg / (jnp.max(wg, axis=1, keepdims=True) + 1e-6)
-  w_mean = wn.reshape(n_in, n_out).mean(1)
-  x_mean = jnp.mean(jnp.abs(activations.astype(jnp.float32)), axis=0)
-  alphas = jnp.arange(grid, dtype=jnp.float32)[:, None] / grid
-  s = jnp.maximum(x_mean[None] ** alphas /
-                  (w_mean[None] ** (1 - alphas) + 1e-4), 1e-4)
-  return s / jnp.sqrt(jnp.max(s, -1, keepdims=True) *
-                      jnp.min(s, -1, keepdims=True))
+  flat, treedef = jax.tree_util.tree_flatten_with_path(state)
+  leaves = []
+  for path, leaf in flat:
+    names = [str(getattr(p, "key", getattr(p, "name", p))) for p in path]
+    hit = [n for n in kernels if names[:2] == [n, "kernel"]]
+    leaves.append(kernels[hit[0]].reshape(leaf.shape).astype(leaf.dtype)
+                  if hit else leaf)
+  return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
-@functools.partial(jax.jit, static_argnames=("bits", "group_size"))
-def duo_scales(weight, activations, *, bits: int, group_size: int
-               ) -> jax.Array:
-  """AWQ scale search over :func:`duo_candidate_scales` (layer output MSE).
+def _block_searchers(attn_gdef, mlp_gdef, *, bits: int, group_size: int,
+                     window: int):
+  """Jitted AutoAWQ block-output scale searches (one compile per setting).
 
-  Same criterion as :func:`~jaxkit.quantization.awq_scales` (exact output
-  error through the Gram matrix, asymmetric group RTN); only the candidate
-  family differs.
+  Returns ``(attn_search, mlp_search)``:
+
+  * ``attn_search(attn_state, x_win [B, T, D], x_all [N, D])``: one scale
+    for q/k/v scored on the output of the whole self-attention (o in float)
+    on the windows ``x_win`` (the normed block inputs);
+  * ``mlp_search(mlp_state, x_tok [n, D], x_all [N, D])``: one scale for
+    gate/up scored on the whole MLP's output (down in float).
+
+  Both use :func:`jaxkit.quantization.awq_block_scales` with AutoAWQ's duo
+  candidates (20 ratios, mean squared output error).
   """
-  from jaxkit.quantization import awq as awq_lib  # pylint: disable=g-import-not-at-top
-  w = weight.astype(jnp.float32)
-  g = awq_lib.gram(activations)
-  cands = duo_candidate_scales(w, activations, group_size=group_size)
+  key = (attn_gdef, mlp_gdef, bits, group_size, window)
+  if key in _SEARCHERS:
+    return _SEARCHERS[key]
+  import jaxkit.quantization as Q  # pylint: disable=g-import-not-at-top
+  from jaxkit.nn import attention as attn_lib  # pylint: disable=g-import-not-at-top
+  mask = attn_lib.causal_mask(window)[None, None]
+  positions = jnp.arange(window)
 
-  def loss(sc):
-    d = awq_lib._fq(w * sc[:, None], bits, group_size, False) / sc[:, None] - w  # pylint: disable=protected-access
-    return awq_lib._quad(g, d)  # pylint: disable=protected-access
+  @jax.jit
+  def attn_search(state, x_win, x_all):
+    def attn_fn(wq, wk, wv):
+      m = nnx.merge(attn_gdef, _with_kernels(state, {"q": wq, "k": wk,
+                                                     "v": wv}))
+      return m(x_win, mask=mask, positions=positions)
+    m0 = nnx.merge(attn_gdef, state)
+    ws = [_kernel2d(getattr(m0, n), 1)[0] for n in ("q", "k", "v")]
+    return Q.awq_block_scales(attn_fn, ws, x_all, bits=bits,
+                              group_size=group_size)
 
-  return cands[jnp.argmin(jax.lax.map(loss, cands))]
+  @jax.jit
+  def mlp_search(state, x_tok, x_all):
+    def mlp_fn(wg, wu):
+      m = nnx.merge(mlp_gdef, _with_kernels(state, {"gate": wg, "up": wu}))
+      return m(x_tok)
+    m0 = nnx.merge(mlp_gdef, state)
+    ws = [m0.gate.kernel[...], m0.up.kernel[...]]
+    return Q.awq_block_scales(mlp_fn, ws, x_all, bits=bits,
+                              group_size=group_size)
+
+  _SEARCHERS[key] = (attn_search, mlp_search)
+  return _SEARCHERS[key]
+
+
+def autoawq_block_scales(blk, acts: dict[str, jax.Array], *, bits: int,
+                         group_size: int, window: int = WINDOW,
+                         search_windows: int | None = None,
+                         search_tokens: int | None = None
+                         ) -> dict[str, jax.Array]:
+  """AutoAWQ's four scale searches of one Llama block (float weights).
+
+  As ``get_layers_for_scaling`` of AutoAWQ's Llama model: q/k/v share one
+  scale scored on the self-attention output; v→o is skipped because
+  ``v_proj`` and ``o_proj`` have different shapes under GQA (3 vs 9 heads,
+  AutoAWQ's condition); gate/up share one scale scored on the MLP output;
+  up→down gets a scale scored on down's output (exactly, through the Gram
+  matrix of all calibration tokens). The attention candidates are scored on
+  ``search_windows`` evenly spaced calibration windows and the MLP
+  candidates on ``search_tokens`` strided tokens (AutoAWQ: all of its
+  calibration tokens); :math:`\bar{|x|}` always uses all tokens.
+
+  Returns:
+    ``{layer name: s [in]}`` for q, k, v, gate, up, down (o: none).
+  """
+  import jaxkit.quantization as Q  # pylint: disable=g-import-not-at-top
+  search_windows = search_windows or SEARCH_WINDOWS
+  search_tokens = search_tokens or SEARCH_TOKENS
+  attn_gdef, attn_state = nnx.split(blk.attn)
+  mlp_gdef, mlp_state = nnx.split(blk.mlp)
+  attn_search, mlp_search = _block_searchers(
+      attn_gdef, mlp_gdef, bits=bits, group_size=group_size, window=window)
+  x_attn = acts["attn_in"]
+  n_win = x_attn.shape[0] // window
+  pick = np.unique(np.linspace(0, n_win - 1, min(search_windows, n_win)
+                               ).round().astype(int))
+  x_win = x_attn.reshape(n_win, window, -1)[pick]
+  s_qkv = attn_search(attn_state, x_win, x_attn)
+  x_mlp = acts["mlp_in"]
+  stride = max(1, x_mlp.shape[0] // search_tokens)
+  s_mlp = mlp_search(mlp_state, x_mlp[::stride], x_mlp)
+  w_down = blk.mlp.down.kernel[...]
+  s_down = Q.awq_scales(w_down, acts["down_in"], bits=bits,
+                        group_size=group_size, duo_scaling=True)
+  return {"q": s_qkv, "k": s_qkv, "v": s_qkv, "gate": s_mlp, "up": s_mlp,
+          "down": s_down}
 
 
 def _kernel2d(module, n_in):
@@ -374,7 +449,16 @@ def quantize_block(blk, method: Method, acts: dict[str, jax.Array] | None,
                    dtype=f16)
     return q, (Q.dequantize(q, jnp.float32) / s[:, None])
 
-  if kind == "awqshared":
+  if kind == "awq":
+    t0 = time.perf_counter()
+    scales = jax.block_until_ready(autoawq_block_scales(
+        blk, acts, bits=bits, group_size=gs))
+    scale_s += time.perf_counter() - t0
+    for n, (_, _, akey) in LINEARS.items():
+      s = scales.get(n, jnp.ones((ws[n][0].shape[0],), jnp.float32))
+      out[n], new[n] = awq_layer(ws[n][0], acts[akey], s,
+                                 clip=n not in ("q", "k"))
+  elif kind == "awqshared":
     groups = [("q", "k", "v"), ("o",), ("gate", "up"), ("down",)]
     for names in groups:
       x = acts[LINEARS[names[0]][2]]
@@ -393,10 +477,10 @@ def quantize_block(blk, method: Method, acts: dict[str, jax.Array] | None,
       if kind == "rtn":
         q = Q.quantize(w, bits=bits, group_size=gs, axis=0, symmetric=False,
                        dtype=f16)
-      elif kind in ("awq", "awqduo"):
+      elif kind in ("awqlayer", "awqduo"):
         t0 = time.perf_counter()
-        search = Q.awq_scales if kind == "awq" else duo_scales
-        s = jax.block_until_ready(search(w, x, bits=bits, group_size=gs))
+        s = jax.block_until_ready(Q.awq_scales(
+            w, x, bits=bits, group_size=gs, duo_scaling=kind == "awqduo"))
         scale_s += time.perf_counter() - t0
         q, new[n] = awq_layer(w, x, s, clip=True)
       elif kind == "gwq":
@@ -430,12 +514,21 @@ def quantize_block(blk, method: Method, acts: dict[str, jax.Array] | None,
 
 
 def main(argv=None) -> list[dict[str, Any]]:
+  global SEARCH_WINDOWS, SEARCH_TOKENS  # pylint: disable=global-statement
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--quick", action="store_true",
                  help="2 eval + 2 calibration windows, 3 methods")
   p.add_argument("--methods", nargs="+", default=None)
   p.add_argument("--out", default=None, help="write the markdown table here")
+  p.add_argument("--search-windows", type=int, default=None,
+                 help="awq: calibration windows scored per attention "
+                 "candidate (default 2; --quick: 1)")
+  p.add_argument("--search-tokens", type=int, default=None,
+                 help="awq: calibration tokens scored per MLP candidate "
+                 "(default 1024; --quick: 256)")
   args = p.parse_args(argv)
+  SEARCH_WINDOWS = args.search_windows or (1 if args.quick else 2)
+  SEARCH_TOKENS = args.search_tokens or (256 if args.quick else 1024)
   names = args.methods or (QUICK_METHODS if args.quick else DEFAULT_METHODS)
   methods = [parse_method(n) for n in names]
 

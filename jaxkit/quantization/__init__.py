@@ -34,6 +34,7 @@ from jaxkit.quantization.nonuniform import (
     power_levels,
 )
 from jaxkit.quantization.awq import (
+    awq_block_scales,
     awq_candidate_scales,
     awq_clip,
     awq_quantize,
@@ -73,3 +74,10 @@ from jaxkit.quantization.lowrank import (
     lq_lora_decompose,
 )
 from jaxkit.quantization.model import QuantRule, quantize_model
+from jaxkit.quantization.saliency_retraining import (
+    activation_preservation_loss,
+    lwc_fake_quant,
+    saliency_quant_reg,
+    saliency_retraining_loss,
+    squared_gradient_saliency,
+)

@@ -42,6 +42,7 @@ References:
 from __future__ import annotations
 
 import functools
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -95,16 +96,42 @@ def _quad(g, d):
   return jnp.sum(d * jnp.matmul(g, d, precision=jax.lax.Precision.HIGHEST))
 
 
-def awq_candidate_scales(activations: ArrayLike, *, grid: int = 20
-                         ) -> jax.Array:
-  r"""AWQ's scale candidates :math:`\bar{|x|}^{k/\text{grid}}`, normalised.
+def awq_candidate_scales(activations: ArrayLike, *, grid: int = 20,
+                         weight: ArrayLike | None = None,
+                         group_size: int | None = None) -> jax.Array:
+  r"""AWQ's scale candidates, :math:`\bar{|x|}^{\alpha}` or AutoAWQ's duo form.
+
+  Without ``weight`` (llm-awq):
+
+  .. math:: s_\alpha = \max(\bar{|x|}^{\alpha}, 10^{-4});
+
+  with ``weight`` (AutoAWQ's default ``duo_scaling=True``):
+
+  .. math::
+    s_\alpha = \max\Big(\frac{\bar{|x|}^{\alpha}}
+    {\bar{w}^{1-\alpha} + 10^{-4}}, 10^{-4}\Big),\quad
+    \bar w_i = \mathrm{mean}_o \frac{|W_{io}|}{\max_{j \in g(i)}
+    |W_{jo}| + 10^{-6}},
+
+  where :math:`\bar{|x|}_i = \mathrm{mean}_n |X_{ni}|`, :math:`g(i)` is the
+  quantization group of input channel :math:`i` and :math:`\alpha = k /
+  \text{grid}`, :math:`k = 0..\text{grid}-1`. Each row is then normalised by
+  :math:`\sqrt{\max s \cdot \min s}`.
 
   Args:
     activations: ``[N, in]``.
     grid: number of candidates.
+    weight: optional ``[in, out]`` kernel (the concatenation along ``out`` of
+      all layers that share the scale); selects the duo form.
+    group_size: group size along ``in`` for :math:`\bar w` (``None`` = the
+      whole axis); only with ``weight``.
 
   Returns:
     ``[grid, in]``; row ``k`` is for :math:`\alpha = k/\text{grid}`.
+
+  Raises:
+    ValueError: ``weight`` of the wrong shape, or ``group_size`` not dividing
+      ``in``.
 
   Examples:
     >>> import jax.numpy as jnp, numpy as np
@@ -113,28 +140,53 @@ def awq_candidate_scales(activations: ArrayLike, *, grid: int = 20
     >>> print(np.round(np.asarray(s, np.float64), 4))
     [[1.     1.    ]
      [0.7071 1.4142]]
+    >>> s = awq_candidate_scales(jnp.array([[1.0, 4.0]]), grid=2,
+    ...                          weight=jnp.array([[1.0], [0.5]]))
+    >>> print(np.round(np.asarray(s, np.float64), 4))
+    [[0.7071 1.4141]
+     [0.5946 1.6818]]
 
   References:
     Lin et al., `AWQ: Activation-aware Weight Quantization for LLM
     Compression and Acceleration`, MLSys 2024, arXiv:2306.00978 (§3.2: the
-    grid search over :math:`\alpha`); llm-awq ``auto_scale.py``.
+    grid search over :math:`\alpha`); llm-awq ``auto_scale.py``; the duo
+    form as in AutoAWQ ``awq/quantize/quantizer.py``
+    (``_search_best_scale`` / ``_compute_best_scale``).
 
     Catalog: seed_000 #52, seed_002 #7.
   """
   x = checks.check_floating(activations, "activations").astype(jnp.float32)
+  checks.check_rank(x, 2, "activations")
   x_mean = jnp.mean(jnp.abs(x), axis=0)
-  alphas = jnp.arange(grid, dtype=jnp.float32) / grid
-  s = jnp.maximum(x_mean[None, :] ** alphas[:, None], 1e-4)
+  alphas = jnp.arange(grid, dtype=jnp.float32)[:, None] / grid
+  if weight is None:
+    s = jnp.maximum(x_mean[None, :] ** alphas, 1e-4)
+  else:
+    w = checks.check_floating(weight, "weight")
+    checks.check_rank(w, 2, "weight")
+    if w.shape[0] != x.shape[1]:
+      raise ValueError(f"`weight` must be [{x.shape[1]}, out] (the "
+                       f"activations' width), got {w.shape}.")
+    F._resolve_groups(w.shape, 0, group_size)  # pylint: disable=protected-access
+    gsz = w.shape[0] if group_size is None else int(group_size)
+    w = jnp.abs(w.astype(jnp.float32))
+    wg = w.reshape(w.shape[0] // gsz, gsz, w.shape[1])
+    wn = wg / (jnp.max(wg, axis=1, keepdims=True) + 1e-6)
+    w_mean = wn.reshape(w.shape).mean(1)
+    s = jnp.maximum(x_mean[None, :] ** alphas /
+                    (w_mean[None, :] ** (1 - alphas) + 1e-4), 1e-4)
   return s / jnp.sqrt(jnp.max(s, -1, keepdims=True) *
                       jnp.min(s, -1, keepdims=True))
 
 
 @functools.partial(jax.jit, static_argnames=("bits", "group_size", "grid",
-                                             "symmetric"))
+                                             "symmetric", "duo_scaling"))
 def _search_scales(weight, activations, g, *, bits, group_size, grid,
-                   symmetric):
+                   symmetric, duo_scaling=False):
   w = weight.astype(jnp.float32)
-  cands = awq_candidate_scales(activations, grid=grid)
+  cands = awq_candidate_scales(
+      activations, grid=grid, weight=w if duo_scaling else None,
+      group_size=group_size)
 
   def loss(s):
     d = _fq(w * s[:, None], bits, group_size, symmetric) / s[:, None] - w
@@ -146,7 +198,8 @@ def _search_scales(weight, activations, g, *, bits, group_size, grid,
 
 def awq_scales(weight: ArrayLike, activations: ArrayLike, *, bits: int,
                group_size: int | None, grid: int = 20,
-               symmetric: bool = False, return_losses: bool = False):
+               symmetric: bool = False, duo_scaling: bool = False,
+               return_losses: bool = False):
   r"""AWQ's activation-aware per-input-channel scale search.
 
   .. math::
@@ -166,6 +219,9 @@ def awq_scales(weight: ArrayLike, activations: ArrayLike, *, bits: int,
       = one group per output column.
     grid: number of :math:`\alpha` candidates (llm-awq: 20).
     symmetric: quantizer without zero points (llm-awq uses zero points).
+    duo_scaling: AutoAWQ's candidates :math:`\bar{|x|}^{\alpha} /
+      \bar w^{1-\alpha}` (see :func:`awq_candidate_scales`) instead of
+      llm-awq's :math:`\bar{|x|}^{\alpha}`.
     return_losses: also return the ``[grid]`` losses (sum of squared output
       errors).
 
@@ -195,7 +251,115 @@ def awq_scales(weight: ArrayLike, activations: ArrayLike, *, bits: int,
   gsz = weight.shape[0] if group_size is None else int(group_size)
   s, losses = _search_scales(weight, activations, gram(activations),
                              bits=bits, group_size=gsz, grid=int(grid),
-                             symmetric=bool(symmetric))
+                             symmetric=bool(symmetric),
+                             duo_scaling=bool(duo_scaling))
+  return (s, losses) if return_losses else s
+
+
+def awq_block_scales(block_fn: Callable[..., jax.Array],
+                     weights: Sequence[ArrayLike], activations: ArrayLike, *,
+                     bits: int, group_size: int | None, grid: int = 20,
+                     duo_scaling: bool = True, symmetric: bool = False,
+                     return_losses: bool = False):
+  r"""AWQ's scale search scored on the output of a whole block (AutoAWQ).
+
+  Several linear layers that read the same input (``q/k/v`` after the
+  attention norm, ``gate/up`` after the MLP norm) share one scale
+  :math:`s` ``[in]``; each candidate is scored on the output of the block
+  that contains them (the whole self-attention, the whole MLP), with all
+  other weights of the block left in float:
+
+  .. math::
+    s^\star = \arg\min_{s \in \mathcal{S}}
+    \mathrm{mean}\big(f(W_1, \dots, W_L) -
+    f(\hat W_1(s), \dots, \hat W_L(s))\big)^2,
+    \quad \hat W_l(s) = \mathrm{diag}(s)^{-1} Q(\mathrm{diag}(s) W_l),
+
+  where :math:`f` is ``block_fn`` and :math:`\mathcal{S}` are the
+  candidates of :func:`awq_candidate_scales` (duo form on the concatenated
+  kernels when ``duo_scaling``). The candidate loop is a ``lax.map``; the
+  function is traceable, so wrap the caller in ``jax.jit`` to reuse one
+  compilation for many blocks of the same shapes.
+
+  Args:
+    block_fn: ``block_fn(*kernels) -> output`` with kernels of the shapes of
+      ``weights``; the fake-quantized kernels are passed in the same order.
+    weights: sequence of ``L >= 1`` kernels ``[in, out_l]`` (Flax
+      convention) that read the same input.
+    activations: ``[N, in]`` inputs of those layers (for
+      :math:`\bar{|x|}`; the block's own inputs are closed over by
+      ``block_fn`` and may be a subset of these tokens).
+    bits: 2..8.
+    group_size: group size along ``in`` (must divide it); ``None`` = whole
+      axis.
+    grid: number of :math:`\alpha` candidates (AutoAWQ: 20).
+    duo_scaling: AutoAWQ's default candidates (else llm-awq's).
+    symmetric: quantizer without zero points (AWQ uses zero points).
+    return_losses: also return the ``[grid]`` mean squared output errors.
+
+  Returns:
+    ``s`` ``[in]`` float32, or ``(s, losses)``.
+
+  Raises:
+    ValueError: empty ``weights``, kernels of different input sizes, bad
+      bits / group size, mismatched activations.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxkit.quantization import awq_block_scales
+    >>> k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+    >>> x = jax.random.normal(k1, (64, 16)) * jnp.linspace(0.1, 10.0, 16)
+    >>> wg = jax.random.normal(k2, (16, 8))
+    >>> wu = jax.random.normal(k3, (16, 8))
+    >>> mlp = lambda g, u: jax.nn.silu(x @ g) * (x @ u)
+    >>> s = awq_block_scales(mlp, [wg, wu], x, bits=3, group_size=8)
+    >>> s.shape
+    (16,)
+
+  References:
+    Lin et al., `AWQ: Activation-aware Weight Quantization for LLM
+    Compression and Acceleration`, MLSys 2024, arXiv:2306.00978 (§3.2);
+    checked against AutoAWQ ``awq/quantize/quantizer.py``
+    (``_search_best_scale``: shared scale for the layers of one
+    ``prev_op``, scored on ``module2inspect``'s output by the mean squared
+    error; ``_compute_best_scale``: 20 ratios, duo scaling, first minimum
+    kept). Deviation: the quantizer's asymmetric range is widened to contain
+    0 (see :func:`~jaxkit.quantization.quantize`); AutoAWQ's does not.
+
+    Catalog: seed_000 #52, seed_002 #7.
+  """
+  if not callable(block_fn):
+    raise TypeError(f"`block_fn` must be callable, got {type(block_fn)}.")
+  if isinstance(weights, (jax.Array,)) or not isinstance(weights,
+                                                         (list, tuple)):
+    raise TypeError("`weights` must be a list/tuple of [in, out] kernels, got "
+                    f"{type(weights)}.")
+  if not weights:
+    raise ValueError("`weights` must hold at least one kernel, got none.")
+  ws = []
+  for i, w in enumerate(weights):
+    w = F._check_float_input(w, f"weights[{i}]")  # pylint: disable=protected-access
+    checks.check_rank(w, 2, f"weights[{i}]")
+    if w.shape[0] != weights[0].shape[0]:
+      raise ValueError(f"all `weights` must have the same input size "
+                       f"{weights[0].shape[0]}, got weights[{i}] {w.shape}.")
+    ws.append(w)
+  cat = jnp.concatenate([w.astype(jnp.float32) for w in ws], axis=1)
+  _, activations, bits = _check_layer(cat, activations, bits, group_size)
+  gsz = cat.shape[0] if group_size is None else int(group_size)
+  cands = awq_candidate_scales(activations, grid=int(grid),
+                               weight=cat if duo_scaling else None,
+                               group_size=gsz)
+  ref = jax.lax.stop_gradient(
+      block_fn(*ws).astype(jnp.float32))
+
+  def loss(sc):
+    qs = [(_fq(w.astype(jnp.float32) * sc[:, None], bits, gsz,
+               bool(symmetric)) / sc[:, None]).astype(w.dtype) for w in ws]
+    return jnp.mean((block_fn(*qs).astype(jnp.float32) - ref) ** 2)
+
+  losses = jax.lax.map(loss, cands)
+  s = cands[jnp.argmin(losses)]
   return (s, losses) if return_losses else s
 
 

@@ -131,3 +131,72 @@ def test_bad_inputs():
     Q.awq_quantize(wb, x, bits=4, group_size=8)
   with pytest.raises(ValueError, match="weight"):
     Q.awq_scales(w[0], x, bits=4, group_size=8)
+
+
+def _np_duo_candidates(w, x, group, grid=20):
+  """AutoAWQ's duo_scaling candidates, from its formula (numpy float64)."""
+  w = np.abs(np.asarray(w, np.float64))
+  n_in, n_out = w.shape
+  wg = w.reshape(n_in // group, group, n_out)
+  w_mean = (wg / (wg.max(1, keepdims=True) + 1e-6)).reshape(n_in, n_out)
+  w_mean = w_mean.mean(1)
+  x_mean = np.abs(np.asarray(x, np.float64)).mean(0)
+  out = []
+  for k in range(grid):
+    a = k / grid
+    s = np.maximum(x_mean ** a / (w_mean ** (1 - a) + 1e-4), 1e-4)
+    out.append(s / np.sqrt(s.max() * s.min()))
+  return np.array(out)
+
+
+def test_duo_candidates_match_formula():
+  w, x = _layer(4, n_in=16, n_out=6)
+  c = Q.awq_candidate_scales(x, weight=w, group_size=8)
+  np.testing.assert_allclose(c, _np_duo_candidates(w, x, 8), rtol=1e-4)
+  s = Q.awq_scales(w, x, bits=3, group_size=8, duo_scaling=True)
+  assert any(np.allclose(s, r, rtol=1e-4) for r in np.asarray(c))
+
+
+def test_block_scales_match_brute_force_on_mlp():
+  # AutoAWQ's loop, literally (numpy float64): a SwiGLU block whose gate/up
+  # share one scale, scored on the block output (down stays float).
+  rng = np.random.default_rng(5)
+  n_in, hid, n = 16, 8, 48
+  x = (rng.normal(size=(n, n_in)) * np.exp(rng.normal(size=n_in))
+       ).astype(np.float32)
+  wg, wu = (rng.normal(size=(n_in, hid)).astype(np.float32)
+            for _ in range(2))
+  wd = rng.normal(size=(hid, 5)).astype(np.float32)
+
+  def np_mlp(g, u):
+    h = x.astype(np.float64) @ g
+    return ((h / (1 + np.exp(-h))) * (x.astype(np.float64) @ u)) @ wd
+
+  ref = np_mlp(wg, wu)
+  cands = _np_duo_candidates(np.concatenate([wg, wu], 1), x, 8)
+  losses = []
+  for s in cands:
+    q = [np_rtn(w * s[:, None], 3, 8, 0, False)[0] / s[:, None]
+         for w in (wg, wu)]
+    losses.append(np.mean((np_mlp(*q) - ref) ** 2))
+  fn = jax.jit(lambda g, u: Q.awq_block_scales(
+      lambda a, b: (jax.nn.silu(x @ a) * (x @ b)) @ wd, [g, u], x, bits=3,
+      group_size=8, return_losses=True))
+  s, ours = fn(wg, wu)
+  np.testing.assert_allclose(ours, losses, rtol=2e-3)
+  np.testing.assert_allclose(s, cands[int(np.argmin(losses))], rtol=1e-4)
+
+
+def test_block_scales_bad_inputs():
+  w, x = _layer(0)
+  f = lambda a: x @ a
+  with pytest.raises(ValueError, match="at least one"):
+    Q.awq_block_scales(f, [], x, bits=3, group_size=8)
+  with pytest.raises(ValueError, match="same input size"):
+    Q.awq_block_scales(f, [w, w[:16]], x, bits=3, group_size=8)
+  with pytest.raises(TypeError, match="callable"):
+    Q.awq_block_scales(None, [w], x, bits=3, group_size=8)
+  with pytest.raises(TypeError, match="list/tuple"):
+    Q.awq_block_scales(f, w, x, bits=3, group_size=8)
+  with pytest.raises(ValueError, match="group_size"):
+    Q.awq_block_scales(f, [w], x, bits=3, group_size=5)

@@ -356,6 +356,8 @@ def test_extrapolate_hand_and_scaling_laws():
                             n=9.0)
 
 
+# ~10 s of gradient-ascent steps: `make test-all`.
+@pytest.mark.slow
 def test_select_mixture_matches_grid_search():
   src, val = _sources(2, n=6, m=12)
   src, eps = src[:2], 0.3
