@@ -218,7 +218,7 @@ def main():
   # call (its time includes compilation), None = peer skipped.
   plan = [
       ("SMOTE d=32", "smote_jaxkit", "smote_imblearn", 10**4 if args.quick
-       else 10**5, 2, 2),
+       else 10**5, 5, 5),
       ("SMOTE d=32", "smote_jaxkit", "smote_imblearn", big, 0, 0),
       ("DSIR", "dsir_jaxkit", "dsir_package", big // 10, 0, 0),
       ("DSIR", "dsir_jaxkit", "dsir_package", big, 0, None),

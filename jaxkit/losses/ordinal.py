@@ -46,9 +46,8 @@ def cumulative_logits(x: ArrayLike, alphas: ArrayLike,
     [[1. 3.]]
 
   References:
-    Wang, Tibshirani, et al., `Predicting rare events by shrinking towards
-    proportional odds <https://arxiv.org/abs/2305.18700>`_ (PRESTO), ICML
-    2023.
+    Faletto, Bien, `Predicting rare events by shrinking towards proportional
+    odds <https://arxiv.org/abs/2305.18700>`_ (PRESTO), ICML 2023.
 
     Catalog: seed_001 #21, seed_002 #37.
   """
@@ -105,10 +104,9 @@ def cumulative_logit_nll(cum_logits: ArrayLike, labels: ArrayLike, *,
     2.1269
 
   References:
-    McCullagh, `Regression models for ordinal data`, JRSS-B 1980; Wang,
-    Tibshirani, et al., `Predicting rare events by shrinking towards
-    proportional odds <https://arxiv.org/abs/2305.18700>`_ (PRESTO), ICML
-    2023.
+    McCullagh, `Regression models for ordinal data`, JRSS-B 1980; Faletto,
+    Bien, `Predicting rare events by shrinking towards proportional odds
+    <https://arxiv.org/abs/2305.18700>`_ (PRESTO), ICML 2023.
 
     Catalog: seed_001 #21, seed_002 #37.
   """
@@ -136,13 +134,18 @@ def cumulative_logit_nll(cum_logits: ArrayLike, labels: ArrayLike, *,
   return term_up + term_lo + term_gap
 
 
-def fused_l1_penalty(betas: ArrayLike, *, lam: float) -> jax.Array:
+def fused_l1_penalty(betas: ArrayLike, *, lam: float,
+                     penalize_first: bool = False) -> jax.Array:
   r"""PRESTO's fused-lasso penalty on consecutive threshold slopes.
 
   .. math::
-    \lambda \sum_{k=1}^{K-2} \|\beta_k - \beta_{k-1}\|_1,
+    \lambda \Big([\![\text{penalize\_first}]\!]\,\|\beta_0\|_1
+      + \sum_{k=1}^{K-2} \|\beta_k - \beta_{k-1}\|_1\Big).
 
-  zero exactly for the proportional-odds model (all slopes equal); add it to
+  The differences alone (the default) vanish exactly for the
+  proportional-odds model (all slopes equal); the paper's full penalty also
+  puts a lasso on the first slope, :math:`\psi_0 = \beta_0`
+  (``penalize_first=True``, as :func:`jaxkit.losses.presto_fit` does). Add it to
   the summed :func:`cumulative_logit_nll` and fit with a (proximal)
   gradient method. (The paper fits with a proximal solver; with a
   (sub)gradient optimiser such as Adam the solution is not exactly sparse in
@@ -151,6 +154,8 @@ def fused_l1_penalty(betas: ArrayLike, *, lam: float) -> jax.Array:
   Args:
     betas: ``[K-1, D]`` slopes.
     lam: :math:`\lambda \ge 0`.
+    penalize_first: also add :math:`\lambda\|\beta_0\|_1` (the paper's
+      lasso on the first slope).
 
   Returns:
     A scalar.
@@ -163,9 +168,8 @@ def fused_l1_penalty(betas: ArrayLike, *, lam: float) -> jax.Array:
     3.0
 
   References:
-    Wang, Tibshirani, et al., `Predicting rare events by shrinking towards
-    proportional odds <https://arxiv.org/abs/2305.18700>`_ (PRESTO), ICML
-    2023.
+    Faletto, Bien, `Predicting rare events by shrinking towards proportional
+    odds <https://arxiv.org/abs/2305.18700>`_ (PRESTO), ICML 2023.
 
     Catalog: seed_001 #21, seed_002 #37.
   """
@@ -173,4 +177,7 @@ def fused_l1_penalty(betas: ArrayLike, *, lam: float) -> jax.Array:
   b = checks.check_floating(betas, "betas")
   checks.check_rank(b, 2, "betas")
   b = b.astype(checks.compute_dtype(b))
-  return lam * jnp.sum(jnp.abs(jnp.diff(b, axis=0)))
+  pen = jnp.sum(jnp.abs(jnp.diff(b, axis=0)))
+  if penalize_first:
+    pen = pen + jnp.sum(jnp.abs(b[0]))
+  return lam * pen

@@ -137,9 +137,7 @@ def presto_objective(
   num = eta.shape[-1] + 1
   _check_label_range(labels, num, mask)
   b = jnp.asarray(betas).astype(eta.dtype)
-  pen = fused_l1_penalty(b, lam=lam)
-  if penalize_first:
-    pen = pen + lam * jnp.sum(jnp.abs(b[0]))
+  pen = fused_l1_penalty(b, lam=lam, penalize_first=penalize_first)
   if mask is None:
     return jnp.mean(cumulative_logit_nll(eta, labels)) + pen
   safe = jnp.where(mask, labels, 0)

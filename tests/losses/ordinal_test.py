@@ -78,6 +78,10 @@ def test_cumulative_logits_and_penalty():
   want = 0.3 * sum(np.abs(b[k] - b[k - 1]).sum() for k in (1, 2))
   np.testing.assert_allclose(O.fused_l1_penalty(b, lam=0.3), want, rtol=1e-6)
   assert float(O.fused_l1_penalty(np.tile(b[:1], (3, 1)), lam=1.0)) == 0.0
+  # The paper's full penalty: also a lasso on the first slope.
+  np.testing.assert_allclose(
+      O.fused_l1_penalty(b, lam=0.3, penalize_first=True),
+      want + 0.3 * np.abs(b[0]).sum(), rtol=1e-6)
   with pytest.raises(ValueError, match="betas"):
     O.cumulative_logits(x, a, b[:2])
   with pytest.raises(ValueError, match="lam"):
