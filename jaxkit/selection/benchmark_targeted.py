@@ -32,6 +32,9 @@ from jax import lax
 
 from jaxkit._src import checks
 from jaxkit._src.typing import Array, ArrayLike
+# Explicit-mode sharded inputs are gathered: ranks and the fit are global over
+# the documents.
+from jaxkit.divergences.kernel import _replicate_sample_axes as _replicate
 
 __all__ = [
     "BenchmarkScorer",
@@ -151,6 +154,7 @@ def benchmark_similarity_scores(
   n, m = docs.shape[0], bench.shape[0]
   dm = _mask(doc_where, n, "doc_where")
   bm = _mask(benchmark_where, m, "benchmark_where")
+  docs, bench, dm, bm = (_replicate(a, 0) for a in (docs, bench, dm, bm))
   dtype = checks.compute_dtype(docs, bench)
   d = _unit_rows(jnp.where(dm[:, None], docs.astype(dtype), 0.0))
   b = _unit_rows(jnp.where(bm[:, None], bench.astype(dtype), 0.0))
@@ -286,6 +290,7 @@ def fit_benchmark_scorer(
     if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
       raise ValueError(f"`{name}` must be a static int >= 1, got {v!r}.")
   mask = _mask(where, n, "where")
+  x, s, mask = (_replicate(a, 0) for a in (x, s, mask))
   dtype = jnp.promote_types(x.dtype if jnp.issubdtype(x.dtype, jnp.floating)
                             else jnp.float32, jnp.float32)
   dtype = jnp.promote_types(dtype, checks.compute_dtype(s))

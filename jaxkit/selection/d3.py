@@ -36,6 +36,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxkit._src import checks
+# Explicit-mode sharded inputs are gathered: every greedy pick is an argmax
+# over the whole pool.
+from jaxkit.divergences.kernel import _replicate_sample_axes as _replicate
 
 _METRICS = ("euclidean", "cosine")
 
@@ -255,6 +258,7 @@ def weighted_coreset_select(embeddings: jax.Array, budget: int, *,
       raise ValueError(f"`selected` must be a 1-D integer index array, got "
                        f"dtype {sel.dtype} and shape {sel.shape}.")
     sel = sel.astype(jnp.int32)
+  emb, w, valid, sel = (_replicate(a, 0) for a in (emb, w, valid, sel))
   return _greedy(emb, jnp.nan_to_num(w), valid, sel, budget=k, metric=metric)
 
 

@@ -45,7 +45,8 @@ import numpy as np
 
 from jaxkit._src import checks
 # Explicit-mode sharded inputs are gathered before a global top-k.
-from jaxkit.divergences.kernel import _replicate_sample_axes as _replicate
+from jaxkit.selection.influence_selection import _check_num_select
+from jaxkit.selection.influence_selection import gumbel_topk_select
 from jaxkit.divergences import kl as _kl
 
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]+")
@@ -299,10 +300,11 @@ def dsir_resample(key: jax.Array, log_weights: jax.Array, num_samples: int, *,
   Gumbel top-k: the indices of the ``num_samples`` largest
   :math:`\log w_i + G_i`, :math:`G_i \sim \mathrm{Gumbel}(0, 1)` i.i.d., which
   is sequential sampling without replacement with probabilities
-  :math:`\propto w_i` (Kool et al. 2019). ``top_k=True`` drops the noise
-  (deterministic top-k, the package's ``top_k`` option). Jittable
-  (``num_samples`` and ``top_k`` static); a global reduction, so a sharded
-  ``log_weights`` gives the same indices.
+  :math:`\propto w_i` (Kool et al. 2019): :func:`gumbel_topk_select` at
+  ``temperature=1``. ``top_k=True`` drops the noise (deterministic top-k, the
+  package's ``top_k`` option). Jittable (``num_samples`` and ``top_k``
+  static); a global reduction, so a sharded ``log_weights`` gives the same
+  indices.
 
   Args:
     key: a PRNG key.
@@ -334,11 +336,7 @@ def dsir_resample(key: jax.Array, log_weights: jax.Array, num_samples: int, *,
   log_weights = checks.check_floating(log_weights, "log_weights")
   checks.check_rank(log_weights, 1, "log_weights")
   n = log_weights.shape[0]
-  if (isinstance(num_samples, bool) or not isinstance(num_samples,
-                                                      numbers.Integral)
-      or not 1 <= num_samples <= n):
-    raise ValueError(f"`num_samples` must be an int in [1, {n}], got "
-                     f"{num_samples!r}.")
+  num_samples = _check_num_select(num_samples, n, "num_samples")
   lw = log_weights.astype(jnp.float32)
   lw = jnp.where(jnp.isnan(lw), -jnp.inf, lw)
   if where is not None:
@@ -348,9 +346,9 @@ def dsir_resample(key: jax.Array, log_weights: jax.Array, num_samples: int, *,
     if valid < num_samples:
       raise ValueError(f"`num_samples`={num_samples} exceeds the {valid} "
                        "examples with a non-zero weight.")
-  if not top_k:
-    lw = lw + jax.random.gumbel(key, (n,), jnp.float32)
-  return jax.lax.top_k(_replicate(lw, 0), num_samples)[1].astype(jnp.int32)
+  # Gumbel top-k at temperature 1 (exactly lw + G), or plain top-k.
+  return gumbel_topk_select(key, lw, num_samples,
+                            temperature=0.0 if top_k else 1.0)
 
 
 def dsir_kl_reduction(log_p_target: jax.Array, log_p_raw: jax.Array,

@@ -33,6 +33,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxkit._src import checks
+# Explicit-mode sharded masks are gathered: each step's pick is global.
+from jaxkit.divergences.kernel import _replicate_sample_axes as _replicate
 
 
 class GreedySelection(NamedTuple):
@@ -178,9 +180,9 @@ def greedy_select(utility_fn: Callable[[jax.Array], jax.Array],
   if batch_size is not None:
     batch_size = _static_int(batch_size, "batch_size", 1)
   valid = _mask(where, n, "where")
-  valid = jnp.ones((n,), bool) if valid is None else valid
+  valid = jnp.ones((n,), bool) if valid is None else _replicate(valid, 0)
   start = _mask(initial, n, "initial")
-  start = jnp.zeros((n,), bool) if start is None else start
+  start = jnp.zeros((n,), bool) if start is None else _replicate(start, 0)
 
   out = jax.eval_shape(utility_fn, jax.ShapeDtypeStruct((n,), jnp.bool_))
   if not hasattr(out, "shape") or out.shape != ():

@@ -51,6 +51,15 @@ def _leading_size(tree, name: str) -> int:
   return int(shapes[0][0])
 
 
+def _check_num_select(value, n: int, name: str) -> int:
+  """The static draw count ``k`` of a Gumbel top-k, checked in ``[1, n]``."""
+  if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+      or not 1 <= value <= n):
+    raise ValueError(f"`{name}` must be an int in [1, {n}] (the number of "
+                     f"examples), got {value!r}.")
+  return int(value)
+
+
 def oracle_influence(
     per_example_loss_fn: Callable[[Any, Any], jax.Array],
     params: Any,
@@ -141,6 +150,12 @@ def oracle_influence(
                      f"{batch_size!r}.")
   n = _leading_size(candidates, "candidates")
   mask = checks.check_where(where, (n,), "where")
+  # Every probe needs the whole reference batch: gather it (Explicit-mode
+  # sharding), so that a candidate axis sharded over the same mesh axis does
+  # not collide with it and the reference mean stays global.
+  reference, reference_where = jax.tree.map(
+      lambda l: _replicate(l, 0) if isinstance(l, jax.Array) else l,
+      (reference, reference_where))
 
   def ref_loss(p):
     losses = per_example_loss_fn(p, reference)
@@ -228,7 +243,8 @@ def fit_influence_model(features: jax.Array, targets: jax.Array, *,
   n, d = x.shape
   mask = checks.check_where(where, (n,), "where")
   valid = jnp.ones((n,), bool) if mask is None else mask
-  return _ridge(x, y, valid, l2)
+  # The means and the Gram matrix are global over the (gathered) rows.
+  return _ridge(_replicate(x, 0), _replicate(y, 0), _replicate(valid, 0), l2)
 
 
 @jax.jit
@@ -310,11 +326,7 @@ def gumbel_topk_select(key: jax.Array, scores: jax.Array, num_select: int, *,
   s = checks.check_floating(scores, "scores")
   checks.check_rank(s, 1, "scores")
   n = s.shape[0]
-  if (isinstance(num_select, bool) or not isinstance(num_select,
-                                                     numbers.Integral)
-      or not 1 <= num_select <= n):
-    raise ValueError(f"`num_select` must be an int in [1, {n}] (the number of "
-                     f"scores), got {num_select!r}.")
+  k = _check_num_select(num_select, n, "num_select")
   checks.check_scalar(temperature, "temperature", nonnegative=True)
   s = s.astype(checks.compute_dtype(s))
   ok = ~jnp.isnan(s)
@@ -327,4 +339,4 @@ def gumbel_topk_select(key: jax.Array, scores: jax.Array, num_select: int, *,
     g = jax.random.gumbel(key, (n,), s.dtype)
     z = s / jnp.asarray(temperature, s.dtype) + g
   z = jnp.where(ok, z, -jnp.inf)
-  return jax.lax.top_k(_replicate(z, 0), int(num_select))[1].astype(jnp.int32)
+  return jax.lax.top_k(_replicate(z, 0), k)[1].astype(jnp.int32)

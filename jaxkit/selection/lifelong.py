@@ -49,6 +49,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxkit._src import checks
+# Explicit-mode sharded inputs are gathered: clusters, per-cluster statistics
+# and ranks are global over the pool.
+from jaxkit.divergences.kernel import _replicate_sample_axes as _replicate
 
 _NORM_EPS = 1e-12
 _Z_RANGE = 4.0  # histogram range of standardised scores: (-4, 4].
@@ -82,7 +85,7 @@ def _labels(labels, n: int, num_clusters: int) -> jax.Array:
 
 def _valid(where, n: int) -> jax.Array:
   mask = checks.check_where(where, (n,), "where")
-  return jnp.ones((n,), bool) if mask is None else mask
+  return jnp.ones((n,), bool) if mask is None else _replicate(mask, 0)
 
 
 def _unit_rows(x: jax.Array) -> jax.Array:
@@ -262,7 +265,7 @@ def kmeans(points: jax.Array, key: jax.Array, *, num_clusters: int,
   checks.check_rank(x, 2, "points")
   k = _static_int(num_clusters, "num_clusters", 1)
   iters = _static_int(num_iters, "num_iters", 0)
-  return _kmeans(x, key, _valid(where, x.shape[0]), k, iters)
+  return _kmeans(_replicate(x, 0), key, _valid(where, x.shape[0]), k, iters)
 
 
 @functools.partial(jax.jit, static_argnames=("k", "iters"))
@@ -464,6 +467,7 @@ def score_entropy(scores: jax.Array, *, num_bins: int = 50,
   checks.check_rank(s, 1, "scores")
   nb = _check_bins(num_bins)
   n = s.shape[0]
+  s = _replicate(s, 0)
   valid = _valid(where, n) & ~jnp.isnan(s)
   s = s.astype(checks.compute_dtype(s))
   return _group_entropies(s, jnp.zeros((n,), jnp.int32), valid, 1, nb)[0]
@@ -525,9 +529,9 @@ def select_scorer_per_cluster(scores: jax.Array, labels: jax.Array, *,
   e, n = s.shape
   if e == 0:
     raise ValueError("`scores` must hold at least one scorer (shape [E, N]).")
-  lab = _labels(labels, n, k)
+  lab = _replicate(_labels(labels, n, k), 0)
   valid = _valid(where, n)
-  s = s.astype(checks.compute_dtype(s))
+  s = _replicate(s, 0).astype(checks.compute_dtype(s))
   ent = jax.vmap(lambda row: _group_entropies(
       row, lab, valid & ~jnp.isnan(row), k, nb))(s)           # [E, K]
   ent = ent.T
@@ -671,8 +675,9 @@ def coverage_select(key: jax.Array, scores: jax.Array, labels: jax.Array, *,
     if not np.issubdtype(bn.dtype, np.integer) or bn.ndim or int(bn) < 0:
       raise ValueError(f"`budget` must be an int >= 0, got {budget!r}.")
   n = s.shape[0]
-  lab = _labels(labels, n, k)
-  return _coverage(key, s, lab, _valid(where, n), budget, k, nb, float(trim))
+  lab = _replicate(_labels(labels, n, k), 0)
+  return _coverage(key, _replicate(s, 0), lab, _valid(where, n), budget, k,
+                   nb, float(trim))
 
 
 @functools.partial(jax.jit, static_argnames=("k", "nb", "trim"))
@@ -757,8 +762,8 @@ def adapt_inf_select(key: jax.Array, scores: jax.Array, labels: jax.Array, *,
   """
   best, _ = select_scorer_per_cluster(scores, labels, num_clusters=num_clusters,
                                       num_bins=num_bins, where=where)
-  s = jnp.asarray(scores)
-  lab = jnp.asarray(labels).astype(jnp.int32)
+  s = _replicate(jnp.asarray(scores), 0)
+  lab = _replicate(jnp.asarray(labels), 0).astype(jnp.int32)
   chosen = jnp.take_along_axis(s, best[lab][None, :], axis=0)[0]
   keep = coverage_select(key, chosen, labels, num_clusters=num_clusters,
                          budget=budget, num_bins=num_bins, trim=trim,
@@ -823,6 +828,7 @@ def semdedup_scores(embeddings: jax.Array, labels: jax.Array, *,
   if lab.shape != (n,):
     raise ValueError(f"`labels` must have shape [{n}], got {lab.shape}.")
   blk = _static_int(block_size, "block_size", 1)
+  e, lab = _replicate(e, 0), _replicate(lab, 0)
   return _semdedup(e, lab, _valid(where, n), min(blk, max(n, 1)))
 
 
@@ -897,7 +903,7 @@ def semdedup_select(embeddings: jax.Array, labels: jax.Array, *,
   e = checks.check_floating(embeddings, "embeddings")
   checks.check_rank(e, 2, "embeddings")
   n = e.shape[0]
-  lab = _labels(labels, n, k)
+  lab = _replicate(_labels(labels, n, k), 0)
   if isinstance(keep, (bool, np.bool_)):
     raise TypeError("`keep` must be an int, got a bool.")
   if checks.is_concrete(keep):

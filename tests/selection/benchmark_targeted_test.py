@@ -144,3 +144,32 @@ def test_bad_inputs():
                            positive_fraction=0.5)
   with pytest.raises(ValueError, match="weights"):
     B.benchmark_scorer_logits(B.BenchmarkScorer(jnp.ones(2), jnp.zeros(())), d)
+
+
+def test_sharded_documents_match_single_device():
+  # Issue 5: with the documents sharded over the 8-device mesh, the ranks,
+  # the valid-document count N and the classifier's mean loss stay global.
+  mesh = jax.make_mesh((8,), ("data",),
+                       axis_types=(jax.sharding.AxisType.Explicit,))
+  rows = jax.sharding.NamedSharding(mesh, jax.P("data"))
+  rng = np.random.default_rng(2)
+  docs = rng.normal(size=(64, 5)).astype(np.float32)
+  bench = rng.normal(size=(4, 5)).astype(np.float32)
+  dw = np.arange(64) >= 5          # the masked documents all sit on shard 0
+  score = jax.jit(lambda d, dw: B.benchmark_similarity_scores(
+      d, bench, doc_where=dw))
+  x = (rng.normal(size=(40, 64)) / 4).astype(np.float32)
+  s = (x[:, :4] @ np.array([4.0, -2.0, 1.0, 1.0])).astype(np.float32)
+  keep = np.arange(40) >= 4
+  want, model_want = score(docs, dw), _fit(x, s, 0.05, keep)
+  with jax.set_mesh(mesh):
+    put = lambda a: jax.device_put(a, rows)
+    got = score(put(docs), put(dw))
+    model = _fit(put(x), put(s), 0.05, put(keep))
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(got)[dw], _oracle_scores(
+      docs[dw].astype(np.float64), bench.astype(np.float64), "max", True),
+                             rtol=1e-5, atol=1e-5)    # log2(59 / rank)
+  assert np.all(np.asarray(got)[~dw] == -np.inf)
+  np.testing.assert_allclose(model.weights, model_want.weights, atol=1e-5)
+  np.testing.assert_allclose(model.bias, model_want.bias, atol=1e-5)

@@ -145,3 +145,27 @@ def test_d3_select_values_and_errors():
     D.weighted_coreset_select(emb, 2, metric="l1")
   with pytest.raises(ValueError, match="weights"):
     D.weighted_coreset_select(emb, 2, weights=-np.ones(20, np.float32))
+
+
+def test_d3_select_sharded_pool_matches_single_device():
+  # Issue 5: with the pool sharded over the 8-device mesh every greedy pick
+  # is still the argmax over the whole pool.
+  mesh = jax.make_mesh((8,), ("data",),
+                       axis_types=(jax.sharding.AxisType.Explicit,))
+  rows = jax.sharding.NamedSharding(mesh, jax.P("data"))
+  rng = np.random.default_rng(4)
+  emb = rng.normal(size=(64, 5)).astype(np.float32)
+  dif = rng.random(64).astype(np.float32)
+  dep = rng.random(64).astype(np.float32)
+  valid = np.arange(64) % 9 != 2
+  sel = np.array([3, 40, -1])
+  f = jax.jit(lambda e, a, b, v: D.d3_select(
+      e, 8, difficulty=a, dependability=b, difficulty_weight=0.3,
+      selected=sel, where=v))
+  want = f(emb, dif, dep, valid)
+  with jax.set_mesh(mesh):
+    got = f(*(jax.device_put(a, rows) for a in (emb, dif, dep, valid)))
+  np.testing.assert_array_equal(got, want)
+  np.testing.assert_array_equal(got, _greedy_numpy(
+      emb, 8, 0.3 * dif + 0.7 * dep, selected=[3, 40], valid=valid,
+      metric="cosine"))

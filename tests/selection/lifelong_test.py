@@ -298,3 +298,82 @@ def test_semdedup_scores_and_select_match_numpy():
     selection.semdedup_select(e, lab, num_clusters=k, keep=-1)
   with pytest.raises(ValueError, match="labels"):
     selection.semdedup_scores(e, lab[:5])
+
+
+
+
+# ----------------------------------------------------------------- sharded --
+# Issue 5: with the pool sharded over the 8-device mesh, the k-means
+# statistics, per-cluster histograms, budgets, ranks and SemDeDup
+# similarities are global, not per shard.
+
+
+def _mesh():
+  return jax.make_mesh((8,), ("data",),
+                       axis_types=(jax.sharding.AxisType.Explicit,))
+
+
+def _put(mesh, a, *spec):
+  return jax.device_put(a, jax.sharding.NamedSharding(mesh, jax.P(*spec)))
+
+
+def test_kmeans_and_semdedup_on_sharded_pool_match_numpy():
+  mesh = _mesh()
+  rng = np.random.default_rng(7)
+  centers = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0], [6.0, 6.0]])
+  truth = rng.permutation(np.repeat(np.arange(4), 16))  # clusters span shards
+  pts = (centers[truth] + 0.5 * rng.normal(size=(64, 2))).astype(np.float32)
+  valid = np.arange(64) % 10 != 1
+
+  @jax.jit
+  def prune(pts, valid):
+    cent, lab = selection.kmeans(pts, jax.random.key(0), num_clusters=4,
+                                 num_iters=10, where=valid)
+    return cent, lab, selection.semdedup_select(pts, lab, num_clusters=4,
+                                                keep=40, where=valid)
+
+  with jax.set_mesh(mesh):
+    cent, lab, keep = prune(_put(mesh, pts, "data"), _put(mesh, valid, "data"))
+  # The sharded result is pinned by numpy: the true partition, centroids that
+  # are the means of all their valid members (across shards), and SemDeDup's
+  # per-cluster budgets filled with the globally least redundant rows.
+  lab, keep = np.asarray(lab), np.asarray(keep)
+  assert len({(t, l) for t, l in zip(truth[valid], lab[valid])}) == 4
+  assert len(set(lab[valid].tolist())) == 4
+  for c in range(4):
+    np.testing.assert_allclose(cent[c], pts[valid & (lab == c)].mean(0),
+                               rtol=1e-4, atol=1e-4)
+  dup = _np_semdedup(pts, lab, valid)
+  budgets = _np_greedy_budgets(
+      np.array([(valid & (lab == c)).sum() for c in range(4)]), 40)
+  for c in range(4):
+    idx = np.flatnonzero(valid & (lab == c))
+    order = idx[np.argsort(dup[idx], kind="stable")]
+    np.testing.assert_array_equal(np.flatnonzero(keep & (lab == c)),
+                                  np.sort(order[:budgets[c]]))
+
+
+def test_adapt_inf_select_on_sharded_pool_matches_single_device():
+  mesh = _mesh()
+  rng = np.random.default_rng(8)
+  n, k = 48, 2
+  lab = rng.permutation(np.repeat(np.arange(k), n // k))
+  scores = rng.normal(size=(2, n)).astype(np.float32)
+  scores[0, lab == 1] = 0.0             # scorer 0 is flat on cluster 1
+  scores[1, lab == 0] = 1.0             # scorer 1 is flat on cluster 0
+  kw = dict(num_clusters=k, budget=10, num_bins=4, trim=0.0)
+  want = _adapt(jax.random.key(0), scores, lab, **kw)
+  with jax.set_mesh(mesh):
+    keep, scorer = _adapt(jax.random.key(0), _put(mesh, scores, None, "data"),
+                          _put(mesh, lab, "data"), **kw)
+  np.testing.assert_array_equal(keep, want[0])
+  np.testing.assert_array_equal(scorer, want[1])
+  np.testing.assert_array_equal(scorer, [0, 1])
+  # Independent: the stratified quotas of the whole clusters.
+  chosen = np.where(lab == 0, scores[0], scores[1])
+  _, strat, quotas = _np_cell_quotas(chosen, lab, np.ones(n, bool), k, 4,
+                                     0.0, 10)
+  got = np.zeros((k, 4), int)
+  for i in np.flatnonzero(np.asarray(keep)):
+    got[lab[i], strat[i]] += 1
+  np.testing.assert_array_equal(got, quotas)

@@ -122,3 +122,29 @@ def test_ssl_prototype_prune_and_bad_inputs():
                                   num_clusters=2, keep_fraction=0.5)
   with pytest.raises(ValueError, match="prototypes"):
     selection.nearest_prototype_distance(x, np.ones((2, 3), np.float32))
+
+
+
+def test_sharded_pool_matches_single_device_and_sklearn():
+  # Issue 5: with the pool sharded over the 8-device mesh, the k-means
+  # prototypes and the pruning threshold are global, not per shard.
+  mesh = jax.make_mesh((8,), ("data",),
+                       axis_types=(jax.sharding.AxisType.Explicit,))
+  rows = jax.sharding.NamedSharding(mesh, jax.P("data"))
+  rng = np.random.default_rng(4)
+  x = _blobs(rng, n_per=16)[rng.permutation(48)]   # blobs span the shards
+  valid = np.arange(48) % 7 != 2
+  xn = np.where(valid[:, None], x, np.nan).astype(np.float32)
+  prune = jax.jit(lambda x, valid: selection.ssl_prototype_prune(
+      x, jax.random.key(0), num_clusters=3, keep_fraction=0.25, where=valid))
+  want = prune(xn, valid)
+  with jax.set_mesh(mesh):
+    kept = prune(jax.device_put(xn, rows), jax.device_put(valid, rows))
+  np.testing.assert_array_equal(kept, want)
+  # Independent: sklearn prototypes of all valid rows; the 12 (ceil(0.25 * 48),
+  # a static size) valid rows farthest from them are kept, farthest first.
+  unit = x[valid] / np.linalg.norm(x[valid], axis=1, keepdims=True)
+  km = KMeans(n_clusters=3, n_init=10, random_state=0).fit(unit)
+  s, _ = np_nearest(unit.astype(np.float64), km.cluster_centers_, "cosine")
+  np.testing.assert_array_equal(
+      kept, np.flatnonzero(valid)[np.argsort(-s, kind="stable")[:12]])
