@@ -49,14 +49,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "arXiv:2111.00160.")
   config.task = dict(data_fn="sklearn.datasets.load_digits", train_size=1000,
                      split_seed=0)
-  config.hidden = (128, 128)
+  config.hidden = (64, 64) if arg.quick else (128, 128)
   config.pretrain_lr = 3e-3
-  config.pretrain_steps = 40 if arg.quick else 300
-  config.steps = arg.steps or (20 if arg.quick else 150)
+  config.pretrain_steps = 15 if arg.quick else 300
+  config.steps = arg.steps or (8 if arg.quick else 150)
   config.rank = 4
   config.num_sparse = 64
   config.prune_sparsity = 0.5
-  config.retune_steps = 5 if arg.quick else 50
+  config.retune_steps = 3 if arg.quick else 50
   config.retune_lr = 1e-3
   config.held_metric = "mean of both"
   config.ce_fn = "optax.softmax_cross_entropy_with_integer_labels"

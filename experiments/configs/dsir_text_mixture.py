@@ -82,12 +82,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "selection: higher KL reduction and more target-domain documents "
       "(Xie, Santurkar, Ma, Liang, 'Data Selection for Language Models via "
       "Importance Resampling', NeurIPS 2023, arXiv:2302.03169).")
-  config.max_files = 40 if arg.quick else 400
-  config.pool_size = 1000 if arg.quick else 6000
+  config.max_files = 20 if arg.quick else 400
+  config.pool_size = 400 if arg.quick else 6000
   config.mix = dict(prose=0.15, code=0.65, noise=0.20)
   config.chunk_words = 40
   config.select_fraction = 0.1
-  config.num_buckets = 10_000
+  config.num_buckets = 2048 if arg.quick else 10_000
   config.ngrams = 2
   config.features_fn = "jaxkit.selection.hashed_ngram_features"
   config.weights_fn = "jaxkit.selection.dsir_importance_weights"

@@ -70,10 +70,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       train_size=1000,          # the rest (797) is the test set
       split_seed=0,             # the split is fixed across seeds
   )
-  config.teacher = dict(hidden=(256, 256), steps=100 if arg.quick else 300,
+  config.teacher = dict(hidden=(64, 64) if arg.quick else (256, 256),
+                        steps=30 if arg.quick else 300,
                         learning_rate=3e-3)
   config.student = dict(hidden=(16,), learning_rate=1e-2)
-  config.steps = arg.steps or (60 if arg.quick else 400)
+  config.steps = arg.steps or (15 if arg.quick else 400)
 
   # jaxkit functions, by dotted name (resolved once at start-up).
   config.ce_fn = "optax.softmax_cross_entropy_with_integer_labels"

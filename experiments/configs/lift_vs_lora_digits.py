@@ -51,10 +51,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "Fine-Tuning', ICML 2025, arXiv:2506.00772.")
   config.task = dict(data_fn="sklearn.datasets.load_digits", train_size=1000,
                      split_seed=0)
-  config.hidden = (128, 128)
+  config.hidden = (64, 64) if arg.quick else (128, 128)
   config.pretrain_lr = 3e-3
-  config.pretrain_steps = 40 if arg.quick else 300
-  config.steps = arg.steps or (20 if arg.quick else 150)
+  config.pretrain_steps = 15 if arg.quick else 300
+  config.steps = arg.steps or (8 if arg.quick else 150)
   config.rank = 8
   config.density = 0.05
   config.held_metric = "mean of both"

@@ -49,11 +49,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "2025, arXiv:2508.02668.")
   config.task = dict(data_fn="sklearn.datasets.load_digits", train_size=1000,
                      split_seed=0)
-  config.hidden = 128
+  config.hidden = 64 if arg.quick else 128
   config.rank_lowrank = 16
   config.rank_lost = 8
   config.learning_rate = 3e-3
-  config.steps = arg.steps or (30 if arg.quick else 400)
+  config.steps = arg.steps or (8 if arg.quick else 400)
   config.lost_init_fn = "jaxkit.sparsity.lost_init"
   config.lost_weight_fn = "jaxkit.sparsity.lost_weight"
   config.lost_params_ref = "jaxkit.sparsity.LostParams"

@@ -89,7 +89,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
            kw=dict(beta=0.1, uncapped_weight=True)),
   ]
 
-  config.steps = arg.steps or (60 if arg.quick else 1000)
+  config.steps = arg.steps or (20 if arg.quick else 1000)
   config.learning_rate = 0.05
 
   config.transfer_guard = "disallow"

@@ -82,7 +82,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   ]
   config.student = dict(hidden=32, embed=16)
   config.learning_rate = 3e-3
-  config.steps = arg.steps or (60 if arg.quick else 1000)
+  config.steps = arg.steps or (20 if arg.quick else 1000)
   config.mrr_cutoff = 10
 
   config.margin_mse_fn = "jaxkit.losses.margin_mse_loss"

@@ -67,7 +67,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.embed_dim = 32
   config.batch_size = 128
   config.learning_rate = 1e-3
-  config.steps = arg.steps or (40 if arg.quick else 1500)
+  config.steps = arg.steps or (15 if arg.quick else 1500)
 
   config.ms_fn = "jaxkit.losses.metric.multi_similarity_loss"
   config.miner_fn = "jaxkit.losses.metric.multi_similarity_miner"

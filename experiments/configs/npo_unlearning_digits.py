@@ -65,9 +65,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.task = dict(data_fn="sklearn.datasets.load_digits", train_size=1000,
                      split_seed=0, num_forget=100)
   config.hidden = 128
-  config.pretrain = dict(learning_rate=1e-2, steps=80 if arg.quick else 600)
+  config.pretrain = dict(learning_rate=1e-2, steps=30 if arg.quick else 600)
   config.learning_rate = arg.lr
-  config.steps = arg.steps or (40 if arg.quick else 300)
+  config.steps = arg.steps or (15 if arg.quick else 300)
   config.beta = arg.beta
   config.forget_tolerance = 0.05
 

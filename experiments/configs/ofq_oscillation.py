@@ -58,10 +58,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "Transformers', ICML 2023, arXiv:2302.02210.")
   config.task = dict(data_fn="sklearn.datasets.load_digits", train_size=1000,
                      split_seed=0)
-  config.hidden = 128
+  config.hidden = 64 if arg.quick else 128
   config.bits = 2
-  config.fp_steps = 60 if arg.quick else 300
-  config.steps = arg.steps or (40 if arg.quick else 400)
+  config.fp_steps = 20 if arg.quick else 300
+  config.steps = arg.steps or (15 if arg.quick else 400)
   config.learning_rate = 3e-3
   config.qat_learning_rate = 1e-3
   config.momentum = 0.9

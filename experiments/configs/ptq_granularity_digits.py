@@ -62,10 +62,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "2021 (arXiv:2106.08295).")
   config.task = dict(data_fn="sklearn.datasets.load_digits", train_size=1000,
                      split_seed=0)
-  config.hidden = (128, 128)
-  config.steps = arg.steps or (80 if arg.quick else 400)
+  config.hidden = (64, 64) if arg.quick else (128, 128)
+  config.steps = arg.steps or (25 if arg.quick else 400)
   config.learning_rate = 3e-3
-  config.qat_steps = arg.qat_steps or (20 if arg.quick else 150)
+  config.qat_steps = arg.qat_steps or (6 if arg.quick else 150)
   config.qat_learning_rate = 3e-4
   config.bn_epsilon = 1e-5
   config.fold_fn = "jaxkit.quantization.fold_batch_norm"

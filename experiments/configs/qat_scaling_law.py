@@ -24,7 +24,7 @@ W4A4 quantization-aware training (``jaxkit.quantization.fake_quant``,
 symmetric 4-bit, groups of G consecutive elements along the input axis of
 both kernels and along the feature axis of both layers' input activations,
 straight-through gradients). The quantization error is
-δ = test MSE(QAT) − test MSE(float) on 4096 held-out points (quick: 1024), averaged over
+δ = test MSE(QAT) − test MSE(float) on 4096 held-out points (quick: 256), averaged over
 seeds, and ``jaxkit.quantization.fit_qat_scaling_law`` fits k, γ_D, γ_G, γ_N
 in log space. Non-positive δ (QAT no worse than float) are floored at 1e-6
 before the fit and counted in the notes.
@@ -58,12 +58,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.d_out = 8
   config.teacher_hidden = 128
   config.noise = 0.1
-  config.n_test = 1024 if arg.quick else 4096
-  config.widths = (32, 128) if arg.quick else (32, 64, 128)
-  config.data_sizes = (128, 512) if arg.quick else (256, 1024, 4096)
+  config.n_test = 256 if arg.quick else 4096
+  config.widths = (16, 64) if arg.quick else (32, 64, 128)
+  config.data_sizes = (64, 256) if arg.quick else (256, 1024, 4096)
   config.group_sizes = (4, 64) if arg.quick else (4, 16, 64)
   config.bits = 4
-  config.steps = arg.steps or (30 if arg.quick else 300)
+  config.steps = arg.steps or (10 if arg.quick else 300)
   config.learning_rate = 3e-3
   config.fake_quant_fn = "jaxkit.quantization.fake_quant"
   config.fit_fn = "jaxkit.quantization.fit_qat_scaling_law"

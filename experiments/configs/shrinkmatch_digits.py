@@ -70,12 +70,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.task = dict(data_fn="sklearn.datasets.load_digits", train_size=1000,
                      split_seed=0, labels_per_class=5)
   config.augment = dict(weak_noise=0.05, strong_noise=0.3, dropout=0.2)
-  config.hidden = 128
+  config.hidden = 64 if arg.quick else 128
   config.learning_rate = 3e-3
   config.threshold = 0.95
   config.unlabeled_weight = 1.0
   config.shrink_weight = 1.0
-  config.steps = arg.steps or (40 if arg.quick else 500)
+  config.steps = arg.steps or (12 if arg.quick else 500)
 
   config.fixmatch_fn = "jaxkit.losses.fixmatch_loss"
   config.shrinkmatch_fn = "jaxkit.losses.shrinkmatch_loss"

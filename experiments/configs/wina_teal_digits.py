@@ -60,7 +60,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.task = dict(data_fn="sklearn.datasets.load_digits", train_size=1000,
                      split_seed=0)
   config.hidden = (128, 128)
-  config.dense_steps = 60 if arg.quick else 300
+  config.dense_steps = 20 if arg.quick else 300
   config.learning_rate = 3e-3
   config.sparsities = (0.3, 0.5, 0.65)
   config.ce_fn = "optax.softmax_cross_entropy_with_integer_labels"

@@ -70,7 +70,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.task = dict(data_fn="sklearn.datasets.load_digits", train_size=1000,
                      split_seed=0)
   config.hidden = (128, 128)
-  config.dense_steps = 60 if arg.quick else 300
+  config.dense_steps = 20 if arg.quick else 300
   config.learning_rate = 3e-3
   config.outlier_channels = 3
   config.outlier_factor = 30.0
