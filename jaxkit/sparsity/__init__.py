@@ -7,6 +7,8 @@ axis ``axis=0`` by default. See ``jaxkit/sparsity/README.md`` for the tour.
 from jaxkit.sparsity.activation import delta_attention_mask
 from jaxkit.sparsity.activation import teal_mask
 from jaxkit.sparsity.activation import wina_mask
+from jaxkit.sparsity.attribution import weight_attribution_mask
+from jaxkit.sparsity.attribution import weight_attribution_scores
 from jaxkit.sparsity.criteria import activation_norms
 from jaxkit.sparsity.criteria import global_mask
 from jaxkit.sparsity.criteria import magnitude_scores
@@ -91,5 +93,7 @@ __all__ = [
     "unpack_nm",
     "unstructured_mask",
     "wanda_scores",
+    "weight_attribution_mask",
+    "weight_attribution_scores",
     "wina_mask",
 ]
