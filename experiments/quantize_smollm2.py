@@ -41,8 +41,17 @@ Methods (``<kind>-w<bits>-g<group>``):
   q/k with the inputs divided by the scale, and asymmetric RTN of
   :math:`\mathrm{clip}(sW)`; each layer becomes :math:`Q(sW)/s`. To fit the
   time budget the candidates are scored on ``--search-windows`` (2) of the
-  16 calibration windows (attention) and ``--search-tokens`` (1024) strided
+  16 calibration windows (attention) and ``--search-tokens`` (1024) random
   tokens (MLP); AutoAWQ scores on all of its calibration tokens.
+* AWQ options, as name suffixes (``awq-w3-g64-seq``): ``widen`` = the
+  zero-point quantizer's range widened to contain 0
+  (:func:`~jaxkit.quantization.quantize`; default: AutoAWQ's group min/max,
+  :func:`~jaxkit.quantization.awq.awq_minmax_quantize`; on SmolLM2 W3-g64
+  both give the same perplexity); ``seq`` = calibration inputs of block
+  ``i`` from the already quantized blocks (AutoAWQ takes them from the
+  float blocks: its ``_get_input_feat`` runs block ``i`` before scaling /
+  clipping / quantizing it); ``clip512`` = the clip search on AutoAWQ's 512
+  strided tokens instead of all.
 * ``awqlayer``: :func:`~jaxkit.quantization.awq_scales` (llm-awq candidates,
   20-point grid, scored on each layer's own output through the Gram matrix,
   per-layer scales) + the clip search + asymmetric RTN; the layer becomes
@@ -171,26 +180,47 @@ def split_tokens(tokens, *, eval_tokens: int = EVAL_TOKENS,
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-  """One table row: ``kind`` at ``bits`` with ``group_size`` (input axis)."""
+  """One table row: ``kind`` at ``bits`` with ``group_size`` (input axis).
+
+  ``options`` (AWQ kinds only, name suffixes): ``'widen'`` = the quantizer's
+  range widened to contain 0 (:func:`~jaxkit.quantization.quantize`, the
+  pre-2026-12-07 behaviour; default is AutoAWQ's group min/max); ``'seq'`` =
+  block ``i``'s calibration inputs come from the already quantized blocks
+  ``< i`` (default: from the float model, as AutoAWQ); ``'clip512'`` = the
+  clip search on AutoAWQ's ``n_sample_token=512`` strided tokens (rows
+  ``::N // 512``, which keep every window's first token) instead of all;
+  ``'strided'`` (``awq`` only) = the MLP candidates scored on strided
+  tokens ``::N // search_tokens`` as before 2026-12-07 (this over-weights
+  the windows' first tokens 8-fold; kept to reproduce the old rows).
+  """
   name: str
   kind: str
   bits: int | None = None
   group_size: int | None = None
+  options: tuple[str, ...] = ()
+
+
+OPTIONS = ("widen", "seq", "clip512", "strided")
 
 
 def parse_method(name: str) -> Method:
-  """``'float'`` or ``'<kind>-w<bits>-g<group>'`` → :class:`Method`."""
+  """``'float'`` or ``'<kind>-w<bits>-g<group>[-<option>...]'`` → Method."""
   if name == "float":
     return Method(name, "float")
-  m = re.fullmatch(r"([a-z0-9]+)-w(\d+)-g(\d+)", name)
+  m = re.fullmatch(r"([a-z0-9]+)-w(\d+)-g(\d+)((?:-[a-z0-9]+)*)", name)
   if m is None or m.group(1) not in KINDS[1:]:
     raise ValueError(f"method {name!r}: expected 'float' or "
                      f"'<kind>-w<bits>-g<group>' with kind in {KINDS[1:]}.")
   kind, bits, gs = m.group(1), int(m.group(2)), int(m.group(3))
+  opts = tuple(o for o in m.group(4).split("-") if o)
+  bad = [o for o in opts if o not in OPTIONS]
+  if bad or (opts and not kind.startswith("awq")):
+    raise ValueError(f"method {name!r}: options {opts} (allowed: {OPTIONS}, "
+                     "AWQ kinds only).")
   if kind.startswith("zqfp") and bits not in (4, 8):
     raise ValueError(f"method {name!r}: ZeroQuant-FP has FP4 (w4, e2m1) and "
                      f"FP8 (w8, e4m3) weights only, got w{bits}.")
-  return Method(name, kind, bits, gs)
+  return Method(name, kind, bits, gs, opts)
 
 
 def fmt_table(rows: list[dict[str, Any]]) -> str:
@@ -243,11 +273,27 @@ def capture_calibration(model, calib: np.ndarray) -> list[dict[str, jax.Array]]:
   ``mlp_in`` (gate/up) and ``down_in``. Block ``i``'s inputs come from the
   float blocks ``< i``. One jitted block function serves all blocks.
   """
+  run = _block_runner(model, calib.shape[1])
+  x = model.embed(jnp.asarray(calib))
+  acts = []
+  for blk in model.blocks:
+    x, rec = run(nnx.state(blk), x)
+    acts.append(rec)
+  jax.block_until_ready(acts)
+  return acts
+
+
+_RUNNERS: dict = {}
+
+
+def _block_runner(model, t: int):
+  """Jitted ``run(block_state, x) -> (y, {input name: [N, in]})``."""
   from jaxkit.nn import attention as attn_lib  # pylint: disable=g-import-not-at-top
-  t = calib.shape[1]
+  gdef, _ = nnx.split(model.blocks[0])
+  if (gdef, t) in _RUNNERS:
+    return _RUNNERS[(gdef, t)]
   mask = attn_lib.causal_mask(t)[None, None]
   positions = jnp.arange(t)
-  gdef, _ = nnx.split(model.blocks[0])
 
   @jax.jit
   def run(state, x):
@@ -260,13 +306,8 @@ def capture_calibration(model, calib: np.ndarray) -> list[dict[str, jax.Array]]:
     return y, {k: v.reshape(-1, math.prod(v.shape[2:]))
                for k, v in rec.items()}
 
-  x = model.embed(jnp.asarray(calib))
-  acts = []
-  for blk in model.blocks:
-    x, rec = run(nnx.state(blk), x)
-    acts.append(rec)
-  jax.block_until_ready(acts)
-  return acts
+  _RUNNERS[(gdef, t)] = run
+  return run
 
 
 def lm_gradients(graphdef, state, calib: np.ndarray) -> Any:
@@ -304,7 +345,7 @@ def gram_root(x: jax.Array) -> jax.Array:
 
 
 SEARCH_WINDOWS = 2   # attention windows scored per AWQ block-scale candidate
-SEARCH_TOKENS = 1024  # MLP tokens scored per candidate (strided subsample)
+SEARCH_TOKENS = 1024  # MLP tokens scored per candidate (uniform random subset)
 _SEARCHERS: dict = {}
 
 
@@ -326,7 +367,7 @@ def _with_kernels(state, kernels: dict[str, jax.Array]):
 
 
 def _block_searchers(attn_gdef, mlp_gdef, *, bits: int, group_size: int,
-                     window: int):
+                     window: int, zero_in_range: bool = True):
   """Jitted AutoAWQ block-output scale searches (one compile per setting).
 
   Returns ``(attn_search, mlp_search)``:
@@ -340,7 +381,7 @@ def _block_searchers(attn_gdef, mlp_gdef, *, bits: int, group_size: int,
   Both use :func:`jaxkit.quantization.awq_block_scales` with AutoAWQ's duo
   candidates (20 ratios, mean squared output error).
   """
-  key = (attn_gdef, mlp_gdef, bits, group_size, window)
+  key = (attn_gdef, mlp_gdef, bits, group_size, window, zero_in_range)
   if key in _SEARCHERS:
     return _SEARCHERS[key]
   import jaxkit.quantization as Q  # pylint: disable=g-import-not-at-top
@@ -357,7 +398,8 @@ def _block_searchers(attn_gdef, mlp_gdef, *, bits: int, group_size: int,
     m0 = nnx.merge(attn_gdef, state)
     ws = [_kernel2d(getattr(m0, n), 1)[0] for n in ("q", "k", "v")]
     return Q.awq_block_scales(attn_fn, ws, x_all, bits=bits,
-                              group_size=group_size)
+                              group_size=group_size,
+                              zero_in_range=zero_in_range)
 
   @jax.jit
   def mlp_search(state, x_tok, x_all):
@@ -367,7 +409,8 @@ def _block_searchers(attn_gdef, mlp_gdef, *, bits: int, group_size: int,
     m0 = nnx.merge(mlp_gdef, state)
     ws = [m0.gate.kernel[...], m0.up.kernel[...]]
     return Q.awq_block_scales(mlp_fn, ws, x_all, bits=bits,
-                              group_size=group_size)
+                              group_size=group_size,
+                              zero_in_range=zero_in_range)
 
   _SEARCHERS[key] = (attn_search, mlp_search)
   return _SEARCHERS[key]
@@ -376,7 +419,10 @@ def _block_searchers(attn_gdef, mlp_gdef, *, bits: int, group_size: int,
 def autoawq_block_scales(blk, acts: dict[str, jax.Array], *, bits: int,
                          group_size: int, window: int = WINDOW,
                          search_windows: int | None = None,
-                         search_tokens: int | None = None
+                         search_tokens: int | None = None,
+                         zero_in_range: bool = True,
+                         down_gram: jax.Array | None = None,
+                         strided: bool = False
                          ) -> dict[str, jax.Array]:
   """AutoAWQ's four scale searches of one Llama block (float weights).
 
@@ -387,8 +433,11 @@ def autoawq_block_scales(blk, acts: dict[str, jax.Array], *, bits: int,
   up→down gets a scale scored on down's output (exactly, through the Gram
   matrix of all calibration tokens). The attention candidates are scored on
   ``search_windows`` evenly spaced calibration windows and the MLP
-  candidates on ``search_tokens`` strided tokens (AutoAWQ: all of its
+  candidates on ``search_tokens`` random tokens (seed 0) (AutoAWQ: all of its
   calibration tokens); :math:`\bar{|x|}` always uses all tokens.
+  ``zero_in_range=False`` uses AutoAWQ's quantizer (group min/max, see
+  :func:`~jaxkit.quantization.awq.awq_minmax_quantize`); ``down_gram`` is
+  an optional precomputed Gram matrix of ``acts['down_in']``.
 
   Returns:
     ``{layer name: s [in]}`` for q, k, v, gate, up, down (o: none).
@@ -399,7 +448,8 @@ def autoawq_block_scales(blk, acts: dict[str, jax.Array], *, bits: int,
   attn_gdef, attn_state = nnx.split(blk.attn)
   mlp_gdef, mlp_state = nnx.split(blk.mlp)
   attn_search, mlp_search = _block_searchers(
-      attn_gdef, mlp_gdef, bits=bits, group_size=group_size, window=window)
+      attn_gdef, mlp_gdef, bits=bits, group_size=group_size, window=window,
+      zero_in_range=zero_in_range)
   x_attn = acts["attn_in"]
   n_win = x_attn.shape[0] // window
   pick = np.unique(np.linspace(0, n_win - 1, min(search_windows, n_win)
@@ -407,11 +457,23 @@ def autoawq_block_scales(blk, acts: dict[str, jax.Array], *, bits: int,
   x_win = x_attn.reshape(n_win, window, -1)[pick]
   s_qkv = attn_search(attn_state, x_win, x_attn)
   x_mlp = acts["mlp_in"]
-  stride = max(1, x_mlp.shape[0] // search_tokens)
-  s_mlp = mlp_search(mlp_state, x_mlp[::stride], x_mlp)
+  # A uniform random subset: a stride dividing the window (8192 // 1024 =
+  # 8) would keep every window's first token (the attention sink, whose
+  # MLP output is orders of magnitude larger) at 8x its share.
+  n_tok = x_mlp.shape[0]
+  if strided:
+    x_tok = x_mlp[::max(1, n_tok // search_tokens)]
+  elif search_tokens < n_tok:
+    idx = np.sort(np.random.default_rng(0).choice(n_tok, search_tokens,
+                                                  replace=False))
+    x_tok = x_mlp[idx]
+  else:
+    x_tok = x_mlp
+  s_mlp = mlp_search(mlp_state, x_tok, x_mlp)
   w_down = blk.mlp.down.kernel[...]
   s_down = Q.awq_scales(w_down, acts["down_in"], bits=bits,
-                        group_size=group_size, duo_scaling=True)
+                        group_size=group_size, duo_scaling=True,
+                        zero_in_range=zero_in_range, gram_matrix=down_gram)
   return {"q": s_qkv, "k": s_qkv, "v": s_qkv, "gate": s_mlp, "up": s_mlp,
           "down": s_down}
 
@@ -428,7 +490,9 @@ def quantize_block(blk, method: Method, acts: dict[str, jax.Array] | None,
   Returns ``({name: quantized object}, seconds spent in AWQ scale search)``.
   """
   import jaxkit.quantization as Q  # pylint: disable=g-import-not-at-top
+  from jaxkit.quantization import awq as awq_lib  # pylint: disable=g-import-not-at-top
   bits, gs, kind = method.bits, method.group_size, method.kind
+  zr = "widen" in method.options  # quantizer range widened to contain 0
   f16 = jnp.float16
   mods = {n: getattr(getattr(blk, sub), n) for n, (sub, _, _) in
           LINEARS.items()}
@@ -437,38 +501,62 @@ def quantize_block(blk, method: Method, acts: dict[str, jax.Array] | None,
   if kind in ("adadim", "nupes"):
     acts = {k: gram_root(v) for k, v in acts.items()}
 
-  def awq_layer(w, x, s, clip):
-    """Clip + quantize ``w * s`` (as awq_quantize after its scale search)."""
+  grams = {}
+
+  def gram_of(akey):
+    """Gram matrix of one captured input, computed once per block."""
+    if akey not in grams:
+      grams[akey] = awq_lib.gram(acts[akey])
+    return grams[akey]
+
+  def awq_layer(w, x, s, clip, g=None):
+    """Clip + quantize ``w * s`` (as awq_quantize after its scale search).
+
+    ``g``: the Gram matrix of ``x``; the clip search then uses that of
+    ``x / s``, ``g / (s s^T)`` (exact, no pass over the tokens).
+    """
     wsc = w.astype(jnp.float32) * s[:, None]
     if clip:
+      gs_ = None if g is None else g / (s[:, None] * s[None, :])
+      if "clip512" in method.options:
+        x, gs_ = x[::max(1, x.shape[0] // 512)], None
       m = Q.awq_clip(wsc, x.astype(jnp.float32) / s, bits=bits,
-                     group_size=gs)
+                     group_size=gs, zero_in_range=zr, gram_matrix=gs_)
       mb = jnp.repeat(m, gs, axis=0)
       wsc = jnp.clip(wsc, -mb, mb)
-    q = Q.quantize(wsc, bits=bits, group_size=gs, axis=0, symmetric=False,
-                   dtype=f16)
+    if zr:
+      q = Q.quantize(wsc, bits=bits, group_size=gs, axis=0, symmetric=False,
+                     dtype=f16)
+    else:
+      q = awq_lib.awq_minmax_quantize(wsc, bits=bits, group_size=gs,
+                                      dtype=f16)
     return q, (Q.dequantize(q, jnp.float32) / s[:, None])
 
   if kind == "awq":
     t0 = time.perf_counter()
     scales = jax.block_until_ready(autoawq_block_scales(
-        blk, acts, bits=bits, group_size=gs))
+        blk, acts, bits=bits, group_size=gs, zero_in_range=zr,
+        down_gram=gram_of("down_in"), strided="strided" in method.options))
     scale_s += time.perf_counter() - t0
     for n, (_, _, akey) in LINEARS.items():
       s = scales.get(n, jnp.ones((ws[n][0].shape[0],), jnp.float32))
-      out[n], new[n] = awq_layer(ws[n][0], acts[akey], s,
-                                 clip=n not in ("q", "k"))
+      clip = n not in ("q", "k")
+      out[n], new[n] = awq_layer(ws[n][0], acts[akey], s, clip=clip,
+                                 g=gram_of(akey) if clip else None)
   elif kind == "awqshared":
     groups = [("q", "k", "v"), ("o",), ("gate", "up"), ("down",)]
     for names in groups:
       x = acts[LINEARS[names[0]][2]]
       cat = jnp.concatenate([ws[n][0] for n in names], axis=1)
       t0 = time.perf_counter()
+      g = gram_of(LINEARS[names[0]][2])
       s = jax.block_until_ready(Q.awq_scales(cat, x, bits=bits,
-                                             group_size=gs))
+                                             group_size=gs,
+                                             zero_in_range=zr,
+                                             gram_matrix=g))
       scale_s += time.perf_counter() - t0
       for n in names:
-        q, new[n] = awq_layer(ws[n][0], x, s, clip=n not in ("q", "k"))
+        q, new[n] = awq_layer(ws[n][0], x, s, clip=n not in ("q", "k"), g=g)
         out[n] = q
   else:
     for n, (_, _, akey) in LINEARS.items():
@@ -479,10 +567,12 @@ def quantize_block(blk, method: Method, acts: dict[str, jax.Array] | None,
                        dtype=f16)
       elif kind in ("awqlayer", "awqduo"):
         t0 = time.perf_counter()
+        g = gram_of(akey)
         s = jax.block_until_ready(Q.awq_scales(
-            w, x, bits=bits, group_size=gs, duo_scaling=kind == "awqduo"))
+            w, x, bits=bits, group_size=gs, duo_scaling=kind == "awqduo",
+            zero_in_range=zr, gram_matrix=g))
         scale_s += time.perf_counter() - t0
-        q, new[n] = awq_layer(w, x, s, clip=True)
+        q, new[n] = awq_layer(w, x, s, clip=True, g=g)
       elif kind == "gwq":
         g = grads[n].reshape(w.shape)
         q = Q.gwq_quantize(w, g, bits=bits, group_size=gs, axis=0,
@@ -526,6 +616,9 @@ def main(argv=None) -> list[dict[str, Any]]:
   p.add_argument("--search-tokens", type=int, default=None,
                  help="awq: calibration tokens scored per MLP candidate "
                  "(default 1024; --quick: 256)")
+  p.add_argument("--eval-windows", type=int, default=None,
+                 help="evaluate on the first N windows of 512 only (for "
+                 "quick comparisons; default: all 16)")
   args = p.parse_args(argv)
   SEARCH_WINDOWS = args.search_windows or (1 if args.quick else 2)
   SEARCH_TOKENS = args.search_tokens or (256 if args.quick else 1024)
@@ -540,6 +633,8 @@ def main(argv=None) -> list[dict[str, Any]]:
   n_eval, n_cal = (2 * WINDOW, 2) if args.quick else (EVAL_TOKENS,
                                                         CALIB_WINDOWS)
   ev, cal = split_tokens(ids, eval_tokens=n_eval, calib_windows=n_cal)
+  if args.eval_windows:  # a prefix of the evaluation text; calib unchanged
+    ev = ev[:args.eval_windows * WINDOW]
   model = smollm2.load_smollm2()
   graphdef, fp_state = nnx.split(model)
   print(f"text: {len(topics_text())} chars, {len(ids)} tokens; eval "
@@ -572,7 +667,8 @@ def _run_method(meth, graphdef, fp_state, cal, ev, fwd, cache):
          "group_size": meth.group_size}
   extra = ""
   if meth.kind != "float":
-    if meth.kind in CALIBRATED and acts is None:
+    if (meth.kind in CALIBRATED and acts is None
+        and "seq" not in meth.options):
       t1 = time.perf_counter()
       acts = cache["acts"] = capture_calibration(model_q, cal)
       extra += f" [calibration capture {time.perf_counter() - t1:.1f} s]"
@@ -587,10 +683,18 @@ def _run_method(meth, graphdef, fp_state, cal, ev, fwd, cache):
       extra += f" [gradients {time.perf_counter() - t1:.1f} s]"
     t1 = time.perf_counter()
     qs, scale_s = [], 0.0
+    seq = "seq" in meth.options
+    if seq:  # block i's inputs from the quantized blocks < i
+      run = _block_runner(model_q, cal.shape[1])
+      x = model_q.embed(jnp.asarray(cal))
     for i, blk in enumerate(model_q.blocks):
-      q, s = quantize_block(blk, meth,
-                            None if acts is None else acts[i],
+      a = None if acts is None else acts[i]
+      if seq:  # (waited for, so that its time is not the search's)
+        _, a = jax.block_until_ready(run(nnx.state(blk), x))
+      q, s = quantize_block(blk, meth, a,
                             None if grads is None else grads[i])
+      if seq:
+        x, _ = run(nnx.state(blk), x)
       qs.append(q)
       scale_s += s
     jax.block_until_ready(nnx.state(model_q))

@@ -31,8 +31,12 @@ rows (llm-awq subsamples 512 tokens); llm-awq scores the scales of ``q/k/v``
 and ``gate/up`` on the attention / MLP block output, here the criterion is
 the output of the given layer (pass the concatenation ``[in, out_q + out_k +
 out_v]`` to search one shared scale for several layers that read the same
-input). The asymmetric range is widened to contain 0 (see
-:func:`~jaxkit.quantization.quantize`).
+input). By default the asymmetric range is widened to contain 0 (see
+:func:`~jaxkit.quantization.quantize`); ``zero_in_range=False`` selects
+llm-awq's / AutoAWQ's quantizer (the group's own ``[min, max]``,
+:func:`awq_minmax_quantize`). A precomputed Gram matrix can be passed
+(``gram_matrix=``) to share it between layers that read the same input and,
+as :math:`G / (s s^\top)`, with the clip search on the scaled inputs.
 
 References:
   Lin et al., `AWQ: Activation-aware Weight Quantization for LLM Compression
@@ -81,9 +85,41 @@ def gram(activations: ArrayLike) -> jax.Array:
   return jnp.matmul(x.T, x, precision=jax.lax.Precision.HIGHEST)
 
 
-def _fq(w, bits, group_size, symmetric):
+def _minmax_nozero(xg, bits):
+  """AutoAWQ's zero-point scales of ``[..., G, g]`` groups (range not widened).
+
+  ``scale = max(max - min, 1e-5) / (2^b - 1)``, ``zero = clip(-round(min /
+  scale), 0, 2^b - 1)``: the group's own ``[min, max]``, 0 need not lie in it.
+  """
+  hi = 2**bits - 1
+  mn = jnp.min(xg, axis=-1)
+  mx = jnp.max(xg, axis=-1)
+  scale = jnp.maximum(mx - mn, 1e-5) / hi
+  zero = jnp.clip(-jnp.round(mn / scale), 0, hi)
+  return scale, zero
+
+
+def _check_gram(gram_matrix, activations):
+  """``gram(activations)``, or the given ``[in, in]`` Gram matrix (checked)."""
+  if gram_matrix is None:
+    return gram(activations)
+  g = checks.check_floating(gram_matrix, "gram_matrix").astype(jnp.float32)
+  n = activations.shape[1]
+  if g.shape != (n, n):
+    raise ValueError(f"`gram_matrix` must be [{n}, {n}] (the activations' "
+                     f"width), got {g.shape}.")
+  return g
+
+
+def _fq(w, bits, group_size, symmetric, zero_in_range=True):
   """Fake quantization with groups along the input axis 0 (no validation)."""
   xg = F._to_groups(w, 0, group_size)  # pylint: disable=protected-access
+  if not symmetric and not zero_in_range:
+    scale, zero = _minmax_nozero(xg, bits)
+    hi = 2**bits - 1
+    codes = jnp.clip(jnp.round(xg / scale[..., None]) + zero[..., None], 0, hi)
+    return F._from_groups((codes - zero[..., None]) * scale[..., None],  # pylint: disable=protected-access
+                          w.shape, 0)
   scale, zero = F._minmax_scales(xg, bits, symmetric)  # pylint: disable=protected-access
   codes = F._round_codes(xg, scale, zero, bits, symmetric)  # pylint: disable=protected-access
   if zero is not None:
@@ -180,16 +216,18 @@ def awq_candidate_scales(activations: ArrayLike, *, grid: int = 20,
 
 
 @functools.partial(jax.jit, static_argnames=("bits", "group_size", "grid",
-                                             "symmetric", "duo_scaling"))
+                                             "symmetric", "duo_scaling",
+                                             "zero_in_range"))
 def _search_scales(weight, activations, g, *, bits, group_size, grid,
-                   symmetric, duo_scaling=False):
+                   symmetric, duo_scaling=False, zero_in_range=True):
   w = weight.astype(jnp.float32)
   cands = awq_candidate_scales(
       activations, grid=grid, weight=w if duo_scaling else None,
       group_size=group_size)
 
   def loss(s):
-    d = _fq(w * s[:, None], bits, group_size, symmetric) / s[:, None] - w
+    d = _fq(w * s[:, None], bits, group_size, symmetric,
+            zero_in_range) / s[:, None] - w
     return _quad(g, d)
 
   losses = jax.lax.map(loss, cands)
@@ -199,7 +237,8 @@ def _search_scales(weight, activations, g, *, bits, group_size, grid,
 def awq_scales(weight: ArrayLike, activations: ArrayLike, *, bits: int,
                group_size: int | None, grid: int = 20,
                symmetric: bool = False, duo_scaling: bool = False,
-               return_losses: bool = False):
+               return_losses: bool = False, zero_in_range: bool = True,
+               gram_matrix: ArrayLike | None = None):
   r"""AWQ's activation-aware per-input-channel scale search.
 
   .. math::
@@ -224,6 +263,13 @@ def awq_scales(weight: ArrayLike, activations: ArrayLike, *, bits: int,
       llm-awq's :math:`\bar{|x|}^{\alpha}`.
     return_losses: also return the ``[grid]`` losses (sum of squared output
       errors).
+    gram_matrix: optional precomputed :func:`gram` of ``activations``
+      (``[in, in]``), e.g. shared by the layers that read the same input;
+      it is trusted (not recomputed or compared with ``activations``).
+    zero_in_range: with zero points, widen each group's range to contain 0
+      (:func:`~jaxkit.quantization.quantize`'s quantizer, the default);
+      ``False`` = AutoAWQ's / llm-awq's ``pseudo_quantize_tensor``, which
+      uses the group's own ``[min, max]`` (see :func:`awq_minmax_quantize`).
 
   Returns:
     ``s`` ``[in]`` (float32), or ``(s, losses)``.
@@ -249,10 +295,12 @@ def awq_scales(weight: ArrayLike, activations: ArrayLike, *, bits: int,
   weight, activations, bits = _check_layer(weight, activations, bits,
                                            group_size)
   gsz = weight.shape[0] if group_size is None else int(group_size)
-  s, losses = _search_scales(weight, activations, gram(activations),
+  g = _check_gram(gram_matrix, activations)
+  s, losses = _search_scales(weight, activations, g,
                              bits=bits, group_size=gsz, grid=int(grid),
                              symmetric=bool(symmetric),
-                             duo_scaling=bool(duo_scaling))
+                             duo_scaling=bool(duo_scaling),
+                             zero_in_range=bool(zero_in_range))
   return (s, losses) if return_losses else s
 
 
@@ -260,7 +308,7 @@ def awq_block_scales(block_fn: Callable[..., jax.Array],
                      weights: Sequence[ArrayLike], activations: ArrayLike, *,
                      bits: int, group_size: int | None, grid: int = 20,
                      duo_scaling: bool = True, symmetric: bool = False,
-                     return_losses: bool = False):
+                     return_losses: bool = False, zero_in_range: bool = True):
   r"""AWQ's scale search scored on the output of a whole block (AutoAWQ).
 
   Several linear layers that read the same input (``q/k/v`` after the
@@ -296,6 +344,10 @@ def awq_block_scales(block_fn: Callable[..., jax.Array],
     duo_scaling: AutoAWQ's default candidates (else llm-awq's).
     symmetric: quantizer without zero points (AWQ uses zero points).
     return_losses: also return the ``[grid]`` mean squared output errors.
+    zero_in_range: with zero points, widen each group's range to contain 0
+      (:func:`~jaxkit.quantization.quantize`'s quantizer, the default);
+      ``False`` = AutoAWQ's / llm-awq's ``pseudo_quantize_tensor``, which
+      uses the group's own ``[min, max]`` (see :func:`awq_minmax_quantize`).
 
   Returns:
     ``s`` ``[in]`` float32, or ``(s, losses)``.
@@ -323,8 +375,9 @@ def awq_block_scales(block_fn: Callable[..., jax.Array],
     (``_search_best_scale``: shared scale for the layers of one
     ``prev_op``, scored on ``module2inspect``'s output by the mean squared
     error; ``_compute_best_scale``: 20 ratios, duo scaling, first minimum
-    kept). Deviation: the quantizer's asymmetric range is widened to contain
-    0 (see :func:`~jaxkit.quantization.quantize`); AutoAWQ's does not.
+    kept). With ``zero_in_range=True`` (default) the quantizer's asymmetric
+    range is widened to contain 0; AutoAWQ's is not
+    (``zero_in_range=False``).
 
     Catalog: seed_000 #52, seed_002 #7.
   """
@@ -355,7 +408,8 @@ def awq_block_scales(block_fn: Callable[..., jax.Array],
 
   def loss(sc):
     qs = [(_fq(w.astype(jnp.float32) * sc[:, None], bits, gsz,
-               bool(symmetric)) / sc[:, None]).astype(w.dtype) for w in ws]
+               bool(symmetric), bool(zero_in_range)) / sc[:, None]
+           ).astype(w.dtype) for w in ws]
     return jnp.mean((block_fn(*qs).astype(jnp.float32) - ref) ** 2)
 
   losses = jax.lax.map(loss, cands)
@@ -364,8 +418,10 @@ def awq_block_scales(block_fn: Callable[..., jax.Array],
 
 
 @functools.partial(jax.jit, static_argnames=("bits", "group_size", "n_grid",
-                                             "max_shrink", "symmetric"))
-def _search_clip(w, g, *, bits, group_size, n_grid, max_shrink, symmetric):
+                                             "max_shrink", "symmetric",
+                                             "zero_in_range"))
+def _search_clip(w, g, *, bits, group_size, n_grid, max_shrink, symmetric,
+                 zero_in_range=True):
   n_in, n_out = w.shape
   ng = n_in // group_size
   gb = g.reshape(ng, group_size, ng, group_size)
@@ -376,8 +432,8 @@ def _search_clip(w, g, *, bits, group_size, n_grid, max_shrink, symmetric):
   def err(k):
     m = org_max * (1.0 - k / n_grid)
     cw = jnp.clip(wg, -m, m).reshape(n_in, n_out)
-    d = (_fq(cw, bits, group_size, symmetric) - w).reshape(ng, group_size,
-                                                            n_out)
+    d = (_fq(cw, bits, group_size, symmetric, zero_in_range) - w).reshape(
+        ng, group_size, n_out)
     gd = jnp.einsum("kij,kjo->kio", gb, d,
                     precision=jax.lax.Precision.HIGHEST)
     return jnp.sum(d * gd, axis=1)  # [ng, out]
@@ -390,7 +446,9 @@ def _search_clip(w, g, *, bits, group_size, n_grid, max_shrink, symmetric):
 
 def awq_clip(weight: ArrayLike, activations: ArrayLike, *, bits: int,
              group_size: int | None, n_grid: int = 20,
-             max_shrink: float = 0.5, symmetric: bool = False) -> jax.Array:
+             max_shrink: float = 0.5, symmetric: bool = False,
+             zero_in_range: bool = True,
+             gram_matrix: ArrayLike | None = None) -> jax.Array:
   r"""AWQ's clip search: per-group clipping thresholds minimising output error.
 
   .. math::
@@ -413,6 +471,13 @@ def awq_clip(weight: ArrayLike, activations: ArrayLike, *, bits: int,
     n_grid: shrink grid (llm-awq: 20).
     max_shrink: largest shrink fraction (llm-awq: 0.5).
     symmetric: quantizer without zero points.
+    gram_matrix: optional precomputed :func:`gram` of ``activations``
+      (``[in, in]``), e.g. shared by the layers that read the same input;
+      it is trusted (not recomputed or compared with ``activations``).
+    zero_in_range: with zero points, widen each group's range to contain 0
+      (:func:`~jaxkit.quantization.quantize`'s quantizer, the default);
+      ``False`` = AutoAWQ's / llm-awq's ``pseudo_quantize_tensor``, which
+      uses the group's own ``[min, max]`` (see :func:`awq_minmax_quantize`).
 
   Returns:
     ``[in // group_size, out]`` clip thresholds :math:`m^\star`.
@@ -437,14 +502,17 @@ def awq_clip(weight: ArrayLike, activations: ArrayLike, *, bits: int,
                                            group_size)
   checks.check_scalar(max_shrink, "max_shrink", lower=0.0, upper=1.0)
   gsz = weight.shape[0] if group_size is None else int(group_size)
-  return _search_clip(weight.astype(jnp.float32), gram(activations),
+  return _search_clip(weight.astype(jnp.float32),
+                      _check_gram(gram_matrix, activations),
                       bits=bits, group_size=gsz, n_grid=int(n_grid),
-                      max_shrink=float(max_shrink), symmetric=bool(symmetric))
+                      max_shrink=float(max_shrink), symmetric=bool(symmetric),
+                      zero_in_range=bool(zero_in_range))
 
 
 def awq_quantize(weight: ArrayLike, activations: ArrayLike, *, bits: int,
                  group_size: int | None, grid: int = 20, clip: bool = True,
-                 symmetric: bool = False, dtype: DTypeLike | None = None
+                 symmetric: bool = False, dtype: DTypeLike | None = None,
+                 duo_scaling: bool = False, zero_in_range: bool = True
                  ) -> tuple[F.QuantizedArray, jax.Array]:
   r"""AWQ end to end: scale search, clip search, group-wise quantization.
 
@@ -465,6 +533,11 @@ def awq_quantize(weight: ArrayLike, activations: ArrayLike, *, bits: int,
     clip: run the clip search.
     symmetric: quantizer without zero points (AWQ: zero points).
     dtype: dtype of the stored scales / zero points (e.g. ``jnp.float16``).
+    duo_scaling: AutoAWQ's scale candidates (see :func:`awq_scales`).
+    zero_in_range: with zero points, widen each group's range to contain 0
+      (:func:`~jaxkit.quantization.quantize`'s quantizer, the default);
+      ``False`` = AutoAWQ's / llm-awq's ``pseudo_quantize_tensor``, which
+      uses the group's own ``[min, max]`` (see :func:`awq_minmax_quantize`).
 
   Returns:
     ``(q, s)``: a :class:`~jaxkit.quantization.QuantizedArray` of shape
@@ -492,15 +565,93 @@ def awq_quantize(weight: ArrayLike, activations: ArrayLike, *, bits: int,
   weight, activations, bits = _check_layer(weight, activations, bits,
                                            group_size)
   s = awq_scales(weight, activations, bits=bits, group_size=group_size,
-                 grid=grid, symmetric=symmetric)
+                 grid=grid, symmetric=symmetric, duo_scaling=duo_scaling,
+                 zero_in_range=zero_in_range)
   ws = weight.astype(jnp.float32) * s[:, None]
   if clip:
     xs = activations.astype(jnp.float32) / s
     m = awq_clip(ws, xs, bits=bits, group_size=group_size,
-                 symmetric=symmetric)
+                 symmetric=symmetric, zero_in_range=zero_in_range)
     gsz = weight.shape[0] if group_size is None else group_size
     mb = jnp.repeat(m, gsz, axis=0)
     ws = jnp.clip(ws, -mb, mb)
-  q = F.quantize(ws.astype(weight.dtype), bits=bits, group_size=group_size,
-                 axis=0, symmetric=symmetric, dtype=dtype)
+  if symmetric or zero_in_range:
+    q = F.quantize(ws.astype(weight.dtype), bits=bits, group_size=group_size,
+                   axis=0, symmetric=symmetric, dtype=dtype)
+  else:
+    q = awq_minmax_quantize(ws.astype(weight.dtype), bits=bits,
+                            group_size=group_size, dtype=dtype)
   return q, s
+
+
+def awq_minmax_quantize(weight: ArrayLike, *, bits: int,
+                        group_size: int | None,
+                        dtype: DTypeLike | None = None) -> F.QuantizedArray:
+  r"""AutoAWQ's zero-point quantizer, groups along the input axis.
+
+  For each group :math:`g` (``group_size`` consecutive input channels of one
+  output column) with :math:`m = \min g`, :math:`M = \max g`:
+
+  .. math::
+    \Delta = \frac{\max(M - m, 10^{-5})}{2^b - 1},\quad
+    z = \mathrm{clip}(-\mathrm{round}(m / \Delta), 0, 2^b - 1),\quad
+    q = \mathrm{clip}(\mathrm{round}(w / \Delta) + z, 0, 2^b - 1),
+
+  dequantized as :math:`(q - z)\Delta`. Unlike
+  :func:`~jaxkit.quantization.quantize` (``symmetric=False``), the range is
+  the group's own :math:`[m, M]`, not widened to contain 0: a one-signed
+  group gets all :math:`2^b` levels over its span (and, as in AutoAWQ,
+  :math:`z` is clipped at 0, so a group with :math:`m > 0` is represented
+  on :math:`[0, M - m]`).
+
+  Args:
+    weight: ``[in, out]`` Flax kernel, finite.
+    bits: 2..8.
+    group_size: elements per group along ``in`` (must divide it); ``None`` =
+      one group per output column.
+    dtype: dtype of the stored scales / zero points (``None`` = the
+      weight's); the codes are rounded with the stored scale.
+
+  Returns:
+    A :class:`~jaxkit.quantization.QuantizedArray` (``format='int'``,
+    ``axis=0``, uint8 codes in :math:`[0, 2^b - 1]`, zero points).
+
+  Raises:
+    ValueError: bad bits / group size, NaN/Inf or wrong rank of ``weight``.
+
+  Examples:
+    >>> import jax.numpy as jnp, numpy as np
+    >>> from jaxkit.quantization import dequantize
+    >>> from jaxkit.quantization.awq import awq_minmax_quantize
+    >>> w = jnp.array([[-2.0], [0.5], [2.0], [4.0]])
+    >>> q = awq_minmax_quantize(w, bits=2, group_size=4)
+    >>> print(np.asarray(q.codes).ravel(), np.asarray(q.zero_points).ravel())
+    [0 1 2 3] [1.]
+    >>> print(np.asarray(dequantize(q)).ravel())
+    [-2.  0.  2.  4.]
+
+  References:
+    AutoAWQ ``awq/quantize/quantizer.py`` (``pseudo_quantize_tensor``,
+    ``zero_point=True``); llm-awq ``awq/quantize/quantizer.py``; Lin et al.,
+    arXiv:2306.00978.
+
+    Catalog: seed_000 #52, seed_002 #7.
+  """
+  weight = F._check_float_input(weight, "weight")  # pylint: disable=protected-access
+  checks.check_rank(weight, 2, "weight")
+  bits = F._check_bits(bits)  # pylint: disable=protected-access
+  F._resolve_groups(weight.shape, 0, group_size)  # pylint: disable=protected-access
+  gsz = weight.shape[0] if group_size is None else int(group_size)
+  sdt = jnp.dtype(weight.dtype if dtype is None else dtype)
+  hi = 2**bits - 1
+  xg = F._to_groups(weight.astype(jnp.float32), 0, gsz)  # pylint: disable=protected-access
+  scale, _ = _minmax_nozero(xg, bits)
+  scale = scale.astype(sdt).astype(jnp.float32)  # round with stored scale
+  zero = jnp.clip(-jnp.round(jnp.min(xg, -1) / scale), 0, hi)
+  codes = jnp.clip(jnp.round(xg / scale[..., None]) + zero[..., None], 0, hi)
+  codes = F._from_groups(codes, weight.shape, 0).astype(jnp.uint8)  # pylint: disable=protected-access
+  stat = lambda a: F._group_stat_shape(a, weight.shape, 0).astype(sdt)  # pylint: disable=protected-access
+  return F.QuantizedArray(
+      codes=codes, scales=stat(scale), zero_points=stat(zero), bits=bits,
+      group_size=group_size if group_size is None else gsz, axis=0,
+      format="int", dtype=weight.dtype)

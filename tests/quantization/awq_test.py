@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jaxkit import quantization as Q
+from jaxkit.quantization import awq as awq_lib
 from tests.quantization._oracles import np_rtn
 
 
@@ -200,3 +201,177 @@ def test_block_scales_bad_inputs():
     Q.awq_block_scales(f, w, x, bits=3, group_size=8)
   with pytest.raises(ValueError, match="group_size"):
     Q.awq_block_scales(f, [w], x, bits=3, group_size=5)
+
+
+# --------------------------------------------------------------------------
+# AutoAWQ's quantizer (group min/max as is, 0 not forced into the range).
+# --------------------------------------------------------------------------
+
+
+def np_autoawq_rtn(w, bits, group, dtype=np.float64):
+  """AutoAWQ ``pseudo_quantize_tensor`` (zero_point=True), written from its
+  formula in numpy; groups along axis 0 of a ``[in, out]`` kernel."""
+  w = np.asarray(w, dtype)
+  n_in, n_out = w.shape
+  g = n_in if group is None else group
+  wg = w.T.reshape(n_out, n_in // g, g)
+  mx = wg.max(-1, keepdims=True)
+  mn = wg.min(-1, keepdims=True)
+  hi = 2**bits - 1
+  s = np.maximum(mx - mn, 1e-5) / hi
+  z = np.clip(-np.round(mn / s), 0, hi)
+  deq = (np.clip(np.round(wg / s) + z, 0, hi) - z) * s
+  return deq.reshape(n_out, n_in).T
+
+
+def test_minmax_quantize_matches_autoawq_formula():
+  rng = np.random.default_rng(11)
+  w = rng.normal(size=(32, 6)).astype(np.float32)
+  w[:8, 0] = np.abs(w[:8, 0]) + 0.5   # one-signed groups: all > 0 ...
+  w[8:16, 1] = -np.abs(w[8:16, 1]) - 0.2  # ... and all < 0
+  for bits, group in ((3, 8), (4, 16), (2, None)):
+    q = awq_lib.awq_minmax_quantize(w, bits=bits, group_size=group)
+    assert q.axis == 0 and q.codes.dtype == np.uint8
+    assert int(np.max(q.codes)) <= 2**bits - 1
+    np.testing.assert_allclose(Q.dequantize(q), np_autoawq_rtn(w, bits, group),
+                               rtol=1e-5, atol=1e-6)
+    # The private fake quantizer used by the searches agrees.
+    np.testing.assert_allclose(
+        awq_lib._fq(jnp.asarray(w), bits, group or 32, False, False),
+        np_autoawq_rtn(w, bits, group), rtol=1e-5, atol=1e-6)
+
+
+def test_minmax_quantize_float16_scales_round_with_stored_scale():
+  w = np.random.default_rng(2).normal(size=(16, 4)).astype(np.float32)
+  q = awq_lib.awq_minmax_quantize(w, bits=3, group_size=8,
+                                  dtype=jnp.float16)
+  assert q.scales.dtype == jnp.float16 and q.zero_points.dtype == jnp.float16
+  s = np.asarray(q.scales, np.float32)  # [2, 4]
+  z = np.asarray(q.zero_points, np.float32)
+  codes = np.clip(np.round(w / np.repeat(s, 8, 0)) + np.repeat(z, 8, 0), 0, 7)
+  np.testing.assert_array_equal(np.asarray(q.codes), codes)
+
+
+def test_minmax_no_widening_is_finer_on_one_signed_group():
+  # [1, 2, 3, 8]: AutoAWQ's step is (8 - 1) / 3; the widened range [0, 8]
+  # has step 8 / 3. Both dequantizations against the hand computation.
+  w = np.array([[1.0], [2.0], [3.0], [8.0]], np.float32)
+  ours = np.asarray(awq_lib._fq(jnp.asarray(w), 2, 4, False, False)).ravel()
+  np.testing.assert_allclose(ours, np.array([0, 7 / 3, 7 / 3, 7]),
+                             rtol=1e-6)
+  wide = np.asarray(awq_lib._fq(jnp.asarray(w), 2, 4, False, True)).ravel()
+  np.testing.assert_allclose(wide, np.array([0, 8 / 3, 8 / 3, 8]),
+                             rtol=1e-6)
+
+
+def test_minmax_quantize_bad_inputs():
+  w = np.ones((16, 4), np.float32)
+  with pytest.raises(ValueError, match="bits"):
+    awq_lib.awq_minmax_quantize(w, bits=1, group_size=8)
+  with pytest.raises(ValueError, match="group_size"):
+    awq_lib.awq_minmax_quantize(w, bits=3, group_size=5)
+  with pytest.raises(ValueError, match="weight"):
+    awq_lib.awq_minmax_quantize(w[0], bits=3, group_size=8)
+
+
+@pytest.mark.parametrize("duo", [False, True])
+def test_scales_autoawq_quantizer_match_brute_force(duo):
+  w, x = _layer(21, n_in=32, n_out=10)
+  w[:8, :3] = np.abs(w[:8, :3]) + 0.3  # some one-signed groups
+  org = x.astype(np.float64) @ w
+  cands = (_np_duo_candidates(w, x, 8) if duo else
+           _np_candidates(x))
+  losses = []
+  for s in cands:
+    wq = np_autoawq_rtn(w * s[:, None], 3, 8) / s[:, None]
+    losses.append(np.mean((org - x.astype(np.float64) @ wq) ** 2))
+  s, ours = Q.awq_scales(w, x, bits=3, group_size=8, duo_scaling=duo,
+                         zero_in_range=False, return_losses=True)
+  np.testing.assert_allclose(np.asarray(ours) / (x.shape[0] * w.shape[1]),
+                             losses, rtol=2e-3)
+  np.testing.assert_allclose(s, cands[int(np.argmin(losses))], rtol=1e-4)
+
+
+def _np_candidates(x, grid=20):
+  x_mean = np.abs(np.asarray(x, np.float64)).mean(0)
+  out = []
+  for k in range(grid):
+    s = np.maximum(x_mean ** (k / grid), 1e-4)
+    out.append(s / np.sqrt(s.max() * s.min()))
+  return np.array(out)
+
+
+def test_clip_autoawq_quantizer_matches_brute_force():
+  # AutoAWQ's clip loop with its quantizer (float32 like the library; a tie
+  # in the error between two shrinks may be decided differently, so the
+  # errors of the chosen thresholds are compared).
+  w, x = _layer(8, n_in=16, n_out=6)
+  m = np.asarray(Q.awq_clip(w, x, bits=3, group_size=8, zero_in_range=False))
+  x64 = x.astype(np.float64)
+  for gi in range(2):
+    sl = slice(gi * 8, gi * 8 + 8)
+    for o in range(6):
+      wg = w[sl, o:o + 1]
+      m0 = np.abs(wg).max()
+      def err(mv):
+        qw = np_autoawq_rtn(np.clip(wg, -mv, mv), 3, None, np.float32)
+        return np.mean((x64[:, sl] @ (qw - wg)) ** 2)
+      best = min(err(m0 * (np.float32(1) - np.float32(k) / np.float32(20)))
+                 for k in range(10))
+      assert err(np.float32(m[gi, o])) <= best * (1 + 1e-4) + 1e-12
+
+
+def test_block_scales_autoawq_quantizer_match_brute_force():
+  rng = np.random.default_rng(6)
+  n_in, hid, n = 16, 8, 40
+  x = (rng.normal(size=(n, n_in)) * np.exp(rng.normal(size=n_in))
+       ).astype(np.float32)
+  wg, wu = (rng.normal(size=(n_in, hid)).astype(np.float32)
+            for _ in range(2))
+  wd = rng.normal(size=(hid, 5)).astype(np.float32)
+
+  def np_mlp(g, u):
+    h = x.astype(np.float64) @ g
+    return ((h / (1 + np.exp(-h))) * (x.astype(np.float64) @ u)) @ wd
+
+  ref = np_mlp(wg, wu)
+  cands = _np_duo_candidates(np.concatenate([wg, wu], 1), x, 8)
+  losses = [np.mean((np_mlp(*[np_autoawq_rtn(w * s[:, None], 3, 8)
+                               / s[:, None] for w in (wg, wu)]) - ref) ** 2)
+            for s in cands]
+  s, ours = Q.awq_block_scales(
+      lambda a, b: (jax.nn.silu(x @ a) * (x @ b)) @ wd, [wg, wu], x, bits=3,
+      group_size=8, zero_in_range=False, return_losses=True)
+  np.testing.assert_allclose(ours, losses, rtol=2e-3)
+  np.testing.assert_allclose(s, cands[int(np.argmin(losses))], rtol=1e-4)
+
+
+def test_awq_quantize_autoawq_quantizer_without_clip():
+  w, x = _layer(3, n_in=64, n_out=16, n=256)
+  q, s = Q.awq_quantize(w, x, bits=3, group_size=16, clip=False,
+                        duo_scaling=True, zero_in_range=False)
+  np.testing.assert_allclose(
+      Q.dequantize(q), np_autoawq_rtn(w * np.asarray(s)[:, None], 3, 16),
+      rtol=1e-4, atol=1e-5)
+  ref = x @ w
+  err = np.mean((np.asarray((x / s) @ Q.dequantize(q)) - ref) ** 2)
+  assert err < np.mean((x @ np_autoawq_rtn(w, 3, 16) - ref) ** 2)
+
+
+def test_precomputed_gram_matrix_gives_same_result():
+  w, x = _layer(9, n_in=16, n_out=6)
+  g = x.astype(np.float64).T @ x.astype(np.float64)  # numpy oracle Gram
+  s0, l0 = Q.awq_scales(w, x, bits=3, group_size=8, return_losses=True)
+  s1, l1 = Q.awq_scales(w, x, bits=3, group_size=8, return_losses=True,
+                        gram_matrix=g)
+  np.testing.assert_allclose(l1, l0, rtol=1e-4)
+  np.testing.assert_allclose(s1, s0, rtol=1e-6)
+  # Clip search on scaled inputs x / s: Gram g / (s s^T), exactly.
+  s = np.asarray(s0, np.float64)
+  ws = w * s[:, None].astype(np.float32)
+  m0 = Q.awq_clip(ws, x / s[None, :].astype(np.float32), bits=3, group_size=8)
+  m1 = Q.awq_clip(ws, x / s[None, :].astype(np.float32), bits=3, group_size=8,
+                  gram_matrix=g / np.outer(s, s))
+  np.testing.assert_allclose(m1, m0, rtol=1e-6)
+  with pytest.raises(ValueError, match="gram_matrix"):
+    Q.awq_scales(w, x, bits=3, group_size=8, gram_matrix=g[:8])
