@@ -9,6 +9,10 @@ import pytest
 from tests.docs._tools import ROOT
 from tests.docs._tools import load_tool
 
+# One xdist worker renders PAPERS.md once (``_rendered`` is cached per
+# process; rendering imports and walks every public object, ~20 s).
+pytestmark = pytest.mark.xdist_group("papers_md")
+
 
 def _papers_md():
   return load_tool("papers_md")
