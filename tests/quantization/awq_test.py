@@ -158,11 +158,13 @@ def test_duo_candidates_match_formula():
   assert any(np.allclose(s, r, rtol=1e-4) for r in np.asarray(c))
 
 
-def test_block_scales_match_brute_force_on_mlp():
+@pytest.mark.parametrize("zero_in_range", [True, False])
+def test_block_scales_match_brute_force_on_mlp(zero_in_range):
   # AutoAWQ's loop, literally (numpy float64): a SwiGLU block whose gate/up
-  # share one scale, scored on the block output (down stays float).
-  rng = np.random.default_rng(5)
-  n_in, hid, n = 16, 8, 48
+  # share one scale, scored on the block output (down stays float); with
+  # jaxkit's zero-in-range quantizer and with AutoAWQ's min/max one.
+  rng = np.random.default_rng(5 if zero_in_range else 6)
+  n_in, hid, n = 16, 8, 48 if zero_in_range else 40
   x = (rng.normal(size=(n, n_in)) * np.exp(rng.normal(size=n_in))
        ).astype(np.float32)
   wg, wu = (rng.normal(size=(n_in, hid)).astype(np.float32)
@@ -173,16 +175,19 @@ def test_block_scales_match_brute_force_on_mlp():
     h = x.astype(np.float64) @ g
     return ((h / (1 + np.exp(-h))) * (x.astype(np.float64) @ u)) @ wd
 
+  def np_q(w):
+    if zero_in_range:
+      return np_rtn(w, 3, 8, 0, False)[0]
+    return np_autoawq_rtn(w, 3, 8)
+
   ref = np_mlp(wg, wu)
   cands = _np_duo_candidates(np.concatenate([wg, wu], 1), x, 8)
-  losses = []
-  for s in cands:
-    q = [np_rtn(w * s[:, None], 3, 8, 0, False)[0] / s[:, None]
-         for w in (wg, wu)]
-    losses.append(np.mean((np_mlp(*q) - ref) ** 2))
+  losses = [np.mean((np_mlp(*[np_q(w * s[:, None]) / s[:, None]
+                               for w in (wg, wu)]) - ref) ** 2)
+            for s in cands]
   fn = jax.jit(lambda g, u: Q.awq_block_scales(
       lambda a, b: (jax.nn.silu(x @ a) * (x @ b)) @ wd, [g, u], x, bits=3,
-      group_size=8, return_losses=True))
+      group_size=8, zero_in_range=zero_in_range, return_losses=True))
   s, ours = fn(wg, wu)
   np.testing.assert_allclose(ours, losses, rtol=2e-3)
   np.testing.assert_allclose(s, cands[int(np.argmin(losses))], rtol=1e-4)
@@ -319,31 +324,6 @@ def test_clip_autoawq_quantizer_matches_brute_force():
       best = min(err(m0 * (np.float32(1) - np.float32(k) / np.float32(20)))
                  for k in range(10))
       assert err(np.float32(m[gi, o])) <= best * (1 + 1e-4) + 1e-12
-
-
-def test_block_scales_autoawq_quantizer_match_brute_force():
-  rng = np.random.default_rng(6)
-  n_in, hid, n = 16, 8, 40
-  x = (rng.normal(size=(n, n_in)) * np.exp(rng.normal(size=n_in))
-       ).astype(np.float32)
-  wg, wu = (rng.normal(size=(n_in, hid)).astype(np.float32)
-            for _ in range(2))
-  wd = rng.normal(size=(hid, 5)).astype(np.float32)
-
-  def np_mlp(g, u):
-    h = x.astype(np.float64) @ g
-    return ((h / (1 + np.exp(-h))) * (x.astype(np.float64) @ u)) @ wd
-
-  ref = np_mlp(wg, wu)
-  cands = _np_duo_candidates(np.concatenate([wg, wu], 1), x, 8)
-  losses = [np.mean((np_mlp(*[np_autoawq_rtn(w * s[:, None], 3, 8)
-                               / s[:, None] for w in (wg, wu)]) - ref) ** 2)
-            for s in cands]
-  s, ours = Q.awq_block_scales(
-      lambda a, b: (jax.nn.silu(x @ a) * (x @ b)) @ wd, [wg, wu], x, bits=3,
-      group_size=8, zero_in_range=False, return_losses=True)
-  np.testing.assert_allclose(ours, losses, rtol=2e-3)
-  np.testing.assert_allclose(s, cands[int(np.argmin(losses))], rtol=1e-4)
 
 
 def test_awq_quantize_autoawq_quantizer_without_clip():
