@@ -8,6 +8,9 @@
 * :func:`fused_linear_divergence` / :func:`fused_linear_cross_entropy` —
   token-level KD (any f-divergence generator) and cross-entropy from hidden
   states and unembedding matrices without materialising the logits.
+* :func:`cross_entropy` — per-row ``logsumexp(z) - z_y`` of materialised
+  logits, with a native CPU kernel (C++ through the XLA FFI, built at first
+  use) beside the XLA reference.
 
 Every op takes ``implementation=None | "pallas_tpu" | "pallas_gpu" | "xla"
 (| "chunked_xla")`` and ``interpret=``: ``None`` picks the best backend for
@@ -21,6 +24,7 @@ jaxkit.kernels.sparse_attention import masks``): the attributes
 """
 
 from jaxkit.kernels._registry import BackendUnsupportedError
+from jaxkit.kernels.cross_entropy import cross_entropy
 from jaxkit.kernels.fused_linear_divergence import fused_linear_cross_entropy
 from jaxkit.kernels.fused_linear_divergence import fused_linear_divergence
 from jaxkit.kernels.quantized_matmul import QMatmulWeight
@@ -34,6 +38,7 @@ __all__ = [
     "BackendUnsupportedError",
     "QMatmulWeight",
     "as_qmatmul_weight",
+    "cross_entropy",
     "from_quant_dense",
     "fused_linear_cross_entropy",
     "fused_linear_divergence",

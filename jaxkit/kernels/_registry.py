@@ -10,13 +10,19 @@ Rules (the same for every op):
 
 * ``implementation=None`` tries the op's backends in order, skipping those
   whose platform is not the current one, and falls back to ``"xla"``. On CPU
-  (no kernel platform) ``None`` means ``"xla"`` unless ``interpret=True``, in
-  which case the first Pallas backend that supports the arguments runs in
-  interpret mode — that is how the kernels are tested on CPU.
+  ``None`` means ``"xla"`` (or the op's native CPU backend, see below) unless
+  ``interpret=True``, in which case the first Pallas backend that supports
+  the arguments runs in interpret mode — that is how the kernels are tested
+  on CPU.
 * An explicit name must run: a Pallas backend on the wrong platform without
   ``interpret=True``, or one that does not support the arguments, raises
   :class:`BackendUnsupportedError` naming the backend and the reason.
 * ``interpret=None`` means ``False`` (compile for the device).
+* A *native* backend (``Backend(..., native=True)``, e.g. a C++ kernel called
+  through the XLA FFI on CPU) has no interpreter: it runs on its platforms
+  only, natively, whatever ``interpret`` says (so ``None`` with
+  ``interpret=True`` on CPU runs a native CPU kernel before any interpreted
+  Pallas one), and off its platforms it is skipped, or raises when named.
 """
 
 from __future__ import annotations
@@ -56,13 +62,17 @@ class Backend:
     platforms: ``jax.default_backend()`` values the compiled kernel runs on;
       ``None`` for the XLA reference (runs everywhere).
     fn: ``fn(*args, interpret: bool, **kwargs)``.
+    native: a natively compiled kernel (not Pallas): no interpreter, so it
+      only runs on ``platforms`` and always gets ``interpret=False``.
   """
   name: str
   platforms: tuple[str, ...] | None
   fn: Callable[..., Any]
+  native: bool = False
 
   @property
   def is_pallas(self) -> bool:
+    """A platform-specific kernel (Pallas, or native when ``native``)."""
     return self.platforms is not None
 
 
@@ -104,22 +114,30 @@ def dispatch(op: str, backends: Sequence[Backend], implementation: str | None,
 
   if implementation is not None:
     backend = backends[names.index(implementation)]
-    if backend.is_pallas and platform not in backend.platforms and not interpret:
+    off_platform = backend.is_pallas and platform not in backend.platforms
+    if off_platform and backend.native:
+      raise BackendUnsupportedError(
+          f"{op}: implementation={implementation!r} is a native kernel for "
+          f"{'/'.join(backend.platforms)} but the default backend is "
+          f"{platform!r}; use implementation=None for the best available one.")
+    if off_platform and not interpret:
       raise BackendUnsupportedError(
           f"{op}: implementation={implementation!r} compiles for "
           f"{'/'.join(backend.platforms)} but the default backend is "
           f"{platform!r}; pass interpret=True to run the kernel with the Pallas "
           "interpreter, or implementation=None for the best available one.")
-    return backend.fn(*args, interpret=interpret, **kwargs)
+    return backend.fn(*args, interpret=interpret and not backend.native,
+                      **kwargs)
 
   errors = []
   for backend in backends:
     if backend.is_pallas:
-      if platform not in backend.platforms and not interpret:
+      if platform not in backend.platforms and (backend.native or
+                                                not interpret):
         continue
     try:
-      return backend.fn(*args, interpret=interpret and backend.is_pallas,
-                        **kwargs)
+      interpreted = interpret and backend.is_pallas and not backend.native
+      return backend.fn(*args, interpret=interpreted, **kwargs)
     except BackendUnsupportedError as e:
       errors.append(e)
   raise ExceptionGroup(f"{op}: all implementations failed", errors)

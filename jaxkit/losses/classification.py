@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxkit import kernels
 from jaxkit._src import checks
 from jaxkit._src.typing import ArrayLike
 from jaxkit.losses.distillation import _check_label_range
@@ -101,15 +102,23 @@ _SHIFT_CAP = 80.0  # exp(80) ~ 5.5e34: far from float32 overflow (3.4e38)
 
 
 def _one_pass_neg_log_p_label(z, labels):
-  r"""``logsumexp(z) - z_y`` with one reduction over ``z`` (no max pass).
+  r"""``logsumexp(z) - z_y``: the native CPU kernel, else one XLA reduction.
 
-  Shifting by the label logit instead of the row maximum gives
+  On CPU, float32 logits go to :func:`jaxkit.kernels.cross_entropy`'s
+  ``cpu_native`` backend (a C++ kernel, ~10x faster than XLA:CPU's ``exp``;
+  exact max-shifted). Where it declines (other platforms, float64, explicit
+  sharding, no compiler, ``JAXKIT_NATIVE_KERNELS=0``), XLA: shifting by the
+  label logit instead of the row maximum gives
   :math:`s = \log \sum_k e^{z_k - z_y}` in a single fused exp-sum. The
   shifted logits are capped at 80 so nothing overflows; if any row reaches
   the cap (its :math:`p_y < e^{-79}`, rare outside adversarial inputs) the
   whole batch takes the exact max-shifted path via ``lax.cond`` (under
   ``vmap`` both run and one is selected; both are finite).
   """
+  try:
+    return kernels.cross_entropy(z, labels, implementation="cpu_native")
+  except kernels.BackendUnsupportedError:
+    pass
   zy = _at_label(z, labels)
   d = jnp.minimum(z - zy[..., None], _SHIFT_CAP)
   total = jnp.sum(jnp.exp(d), axis=-1)
@@ -326,10 +335,15 @@ def comp_sum_loss(logits: ArrayLike, labels: ArrayLike, *, tau: float,
   mean absolute error :math:`1 - p_y`.
 
   Computed in log space: :math:`s = \log(1+u) = \log\sum_k e^{z_k - z_y}`
-  in one fused exp-sum over the logits shifted by the label logit (a gather;
-  no one-hot, no max pass; an exact max-shifted fallback runs only when some
-  shifted logit exceeds 80, i.e. :math:`p_y < e^{-79}`), then
-  :math:`\Phi^\tau = \operatorname{expm1}((1-\tau)s)/(1-\tau)`. For
+  (the cross-entropy), then
+  :math:`\Phi^\tau = \operatorname{expm1}((1-\tau)s)/(1-\tau)`. On CPU,
+  :math:`s` comes from the native kernel of
+  :func:`jaxkit.kernels.cross_entropy` (C++ through the XLA FFI, built at
+  first use; max-shifted, ~10x faster than XLA:CPU; no forward-mode
+  derivative); elsewhere, or when it is unavailable, from one fused XLA
+  exp-sum over the logits shifted by the label logit (a gather; no one-hot,
+  no max pass; an exact max-shifted fallback runs only when some shifted
+  logit exceeds 80, i.e. :math:`p_y < e^{-79}`). For
   :math:`\tau \ge 1` the loss is bounded by :math:`s` and finite for any
   finite logits; for :math:`\tau < 1` it grows like :math:`e^{(1-\tau)s}` and
   overflows to ``inf`` once :math:`(1-\tau)s \gtrsim 88` — that is its true
