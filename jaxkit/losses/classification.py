@@ -339,8 +339,8 @@ def comp_sum_loss(logits: ArrayLike, labels: ArrayLike, *, tau: float,
   :math:`\Phi^\tau = \operatorname{expm1}((1-\tau)s)/(1-\tau)`. On CPU,
   :math:`s` comes from the native kernel of
   :func:`jaxkit.kernels.cross_entropy` (C++ through the XLA FFI, built at
-  first use; max-shifted, ~10x faster than XLA:CPU; no forward-mode
-  derivative); elsewhere, or when it is unavailable, from one fused XLA
+  first use; max-shifted, ~10x faster than XLA:CPU; all derivative
+  orders); elsewhere, or when it is unavailable, from one fused XLA
   exp-sum over the logits shifted by the label logit (a gather; no one-hot,
   no max pass; an exact max-shifted fallback runs only when some shifted
   logit exceeds 80, i.e. :math:`p_y < e^{-79}`). For

@@ -46,8 +46,9 @@ def cross_entropy(
     than XLA:CPU at ``[1024, 32000]``. float32 / bfloat16 logits only; it
     declines (``None`` then runs ``'xla'``) float64 / float16 logits,
     explicitly sharded operands, other platforms, a missing compiler (with a
-    ``RuntimeWarning`` once) and ``JAXKIT_NATIVE_KERNELS=0``. It has no
-    forward-mode derivative (``custom_vjp``); ``interpret`` does not apply.
+    ``RuntimeWarning`` once) and ``JAXKIT_NATIVE_KERNELS=0``. Derivatives of
+    every order (a ``custom_jvp``: native coefficient, higher orders in
+    XLA); ``interpret`` does not apply.
   * ``'xla'``: the reference, plain ``jax.numpy`` and autodiff (any floating
     dtype, any platform, any sharding, all derivatives).
 
