@@ -191,7 +191,10 @@ class Method:
   ``::N // 512``, which keep every window's first token) instead of all;
   ``'strided'`` (``awq`` only) = the MLP candidates scored on strided
   tokens ``::N // search_tokens`` as before 2026-12-07 (this over-weights
-  the windows' first tokens 8-fold; kept to reproduce the old rows).
+  the windows' first tokens 8-fold; kept to reproduce the old rows);
+  ``'f16clip'`` = the clip candidates scored with float16-rounded scales,
+  the quantizer that is stored (``awq_clip(..., dtype=float16)``; AutoAWQ
+  scores with float32 scales).
   """
   name: str
   kind: str
@@ -200,7 +203,7 @@ class Method:
   options: tuple[str, ...] = ()
 
 
-OPTIONS = ("widen", "seq", "clip512", "strided")
+OPTIONS = ("widen", "seq", "clip512", "strided", "f16clip")
 
 
 def parse_method(name: str) -> Method:
@@ -521,7 +524,8 @@ def quantize_block(blk, method: Method, acts: dict[str, jax.Array] | None,
       if "clip512" in method.options:
         x, gs_ = x[::max(1, x.shape[0] // 512)], None
       m = Q.awq_clip(wsc, x.astype(jnp.float32) / s, bits=bits,
-                     group_size=gs, zero_in_range=zr, gram_matrix=gs_)
+                     group_size=gs, zero_in_range=zr, gram_matrix=gs_,
+                     dtype=f16 if "f16clip" in method.options else None)
       mb = jnp.repeat(m, gs, axis=0)
       wsc = jnp.clip(wsc, -mb, mb)
     if zr:

@@ -326,6 +326,42 @@ def test_clip_autoawq_quantizer_matches_brute_force():
       assert err(np.float32(m[gi, o])) <= best * (1 + 1e-4) + 1e-12
 
 
+def _np_rtn_stored_scale(w, bits, scale_dtype):
+  """AutoAWQ's quantizer (one group = all rows) with the scale rounded to
+  ``scale_dtype`` and the zero point derived from the rounded scale, as
+  ``awq_minmax_quantize(dtype=...)`` stores it (numpy, float64)."""
+  w = np.asarray(w, np.float64)
+  hi = 2**bits - 1
+  s = np.maximum(w.max(0) - w.min(0), 1e-5) / hi
+  s = s.astype(np.float32).astype(scale_dtype).astype(np.float64)
+  z = np.clip(-np.round(w.min(0) / s), 0, hi)
+  return (np.clip(np.round(w / s) + z, 0, hi) - z) * s
+
+
+def test_clip_scored_with_stored_scale_dtype_matches_brute_force():
+  # dtype=float16: each shrink is scored with float16-rounded scales (the
+  # quantizer applied afterwards); brute force over the 10 shrinks with the
+  # numpy quantizer above. (With dtype=None the choice differs for one
+  # (group, column) of this layer.)
+  w, x = _layer(13, n_in=16, n_out=6)
+  w = w * 37.0  # scales where float16 rounding moves the zero-point ties
+  m = np.asarray(Q.awq_clip(w, x, bits=3, group_size=8,
+                            zero_in_range=False, dtype=jnp.float16))
+  x64 = x.astype(np.float64)
+  for gi in range(2):
+    sl = slice(gi * 8, gi * 8 + 8)
+    for o in range(6):
+      wg = w[sl, o:o + 1]
+      m0 = np.abs(wg).max()
+      def err(mv):
+        qw = _np_rtn_stored_scale(
+            np.clip(wg, -mv, mv).astype(np.float32), 3, np.float16)
+        return np.mean((x64[:, sl] @ (qw - wg)) ** 2)
+      best = min(err(m0 * (np.float32(1) - np.float32(k) / np.float32(20)))
+                 for k in range(10))
+      assert err(np.float32(m[gi, o])) <= best * (1 + 1e-4) + 1e-12
+
+
 def test_awq_quantize_autoawq_quantizer_without_clip():
   w, x = _layer(3, n_in=64, n_out=16, n=256)
   q, s = Q.awq_quantize(w, x, bits=3, group_size=16, clip=False,
