@@ -194,7 +194,10 @@ class Method:
   the windows' first tokens 8-fold; kept to reproduce the old rows);
   ``'f16clip'`` = the clip candidates scored with float16-rounded scales,
   the quantizer that is stored (``awq_clip(..., dtype=float16)``; AutoAWQ
-  scores with float32 scales).
+  scores with float32 scales); ``'f16'`` (``awq`` only) = ``f16clip`` and
+  the block scale searches scored the same way
+  (``awq_block_scales(..., dtype=float16)``, ``awq_scales(...,
+  dtype=float16)``).
   """
   name: str
   kind: str
@@ -203,7 +206,7 @@ class Method:
   options: tuple[str, ...] = ()
 
 
-OPTIONS = ("widen", "seq", "clip512", "strided", "f16clip")
+OPTIONS = ("widen", "seq", "clip512", "strided", "f16clip", "f16")
 
 
 def parse_method(name: str) -> Method:
@@ -370,7 +373,8 @@ def _with_kernels(state, kernels: dict[str, jax.Array]):
 
 
 def _block_searchers(attn_gdef, mlp_gdef, *, bits: int, group_size: int,
-                     window: int, zero_in_range: bool = True):
+                     window: int, zero_in_range: bool = True,
+                     dtype: Any = None):
   """Jitted AutoAWQ block-output scale searches (one compile per setting).
 
   Returns ``(attn_search, mlp_search)``:
@@ -384,7 +388,8 @@ def _block_searchers(attn_gdef, mlp_gdef, *, bits: int, group_size: int,
   Both use :func:`jaxkit.quantization.awq_block_scales` with AutoAWQ's duo
   candidates (20 ratios, mean squared output error).
   """
-  key = (attn_gdef, mlp_gdef, bits, group_size, window, zero_in_range)
+  key = (attn_gdef, mlp_gdef, bits, group_size, window, zero_in_range,
+         None if dtype is None else jnp.dtype(dtype))
   if key in _SEARCHERS:
     return _SEARCHERS[key]
   import jaxkit.quantization as Q  # pylint: disable=g-import-not-at-top
@@ -402,7 +407,7 @@ def _block_searchers(attn_gdef, mlp_gdef, *, bits: int, group_size: int,
     ws = [_kernel2d(getattr(m0, n), 1)[0] for n in ("q", "k", "v")]
     return Q.awq_block_scales(attn_fn, ws, x_all, bits=bits,
                               group_size=group_size,
-                              zero_in_range=zero_in_range)
+                              zero_in_range=zero_in_range, dtype=dtype)
 
   @jax.jit
   def mlp_search(state, x_tok, x_all):
@@ -413,7 +418,7 @@ def _block_searchers(attn_gdef, mlp_gdef, *, bits: int, group_size: int,
     ws = [m0.gate.kernel[...], m0.up.kernel[...]]
     return Q.awq_block_scales(mlp_fn, ws, x_all, bits=bits,
                               group_size=group_size,
-                              zero_in_range=zero_in_range)
+                              zero_in_range=zero_in_range, dtype=dtype)
 
   _SEARCHERS[key] = (attn_search, mlp_search)
   return _SEARCHERS[key]
@@ -424,6 +429,7 @@ def autoawq_block_scales(blk, acts: dict[str, jax.Array], *, bits: int,
                          search_windows: int | None = None,
                          search_tokens: int | None = None,
                          zero_in_range: bool = True,
+                         dtype: Any = None,
                          down_gram: jax.Array | None = None,
                          strided: bool = False
                          ) -> dict[str, jax.Array]:
@@ -452,7 +458,7 @@ def autoawq_block_scales(blk, acts: dict[str, jax.Array], *, bits: int,
   mlp_gdef, mlp_state = nnx.split(blk.mlp)
   attn_search, mlp_search = _block_searchers(
       attn_gdef, mlp_gdef, bits=bits, group_size=group_size, window=window,
-      zero_in_range=zero_in_range)
+      zero_in_range=zero_in_range, dtype=dtype)
   x_attn = acts["attn_in"]
   n_win = x_attn.shape[0] // window
   pick = np.unique(np.linspace(0, n_win - 1, min(search_windows, n_win)
@@ -476,7 +482,8 @@ def autoawq_block_scales(blk, acts: dict[str, jax.Array], *, bits: int,
   w_down = blk.mlp.down.kernel[...]
   s_down = Q.awq_scales(w_down, acts["down_in"], bits=bits,
                         group_size=group_size, duo_scaling=True,
-                        zero_in_range=zero_in_range, gram_matrix=down_gram)
+                        zero_in_range=zero_in_range, gram_matrix=down_gram,
+                        dtype=dtype)
   return {"q": s_qkv, "k": s_qkv, "v": s_qkv, "gate": s_mlp, "up": s_mlp,
           "down": s_down}
 
@@ -525,7 +532,8 @@ def quantize_block(blk, method: Method, acts: dict[str, jax.Array] | None,
         x, gs_ = x[::max(1, x.shape[0] // 512)], None
       m = Q.awq_clip(wsc, x.astype(jnp.float32) / s, bits=bits,
                      group_size=gs, zero_in_range=zr, gram_matrix=gs_,
-                     dtype=f16 if "f16clip" in method.options else None)
+                     dtype=f16 if {"f16clip", "f16"} & set(method.options)
+                     else None)
       mb = jnp.repeat(m, gs, axis=0)
       wsc = jnp.clip(wsc, -mb, mb)
     if zr:
@@ -540,6 +548,7 @@ def quantize_block(blk, method: Method, acts: dict[str, jax.Array] | None,
     t0 = time.perf_counter()
     scales = jax.block_until_ready(autoawq_block_scales(
         blk, acts, bits=bits, group_size=gs, zero_in_range=zr,
+        dtype=f16 if "f16" in method.options else None,
         down_gram=gram_of("down_in"), strided="strided" in method.options))
     scale_s += time.perf_counter() - t0
     for n, (_, _, akey) in LINEARS.items():

@@ -143,6 +143,11 @@ def _fq(w, bits, group_size, symmetric, zero_in_range=True, scale_dtype=None):
   return F._from_groups(codes * scale[..., None], w.shape, 0)  # pylint: disable=protected-access
 
 
+def _opt_dtype(dtype):
+  """``None`` or the canonical (hashable, static) dtype."""
+  return None if dtype is None else jnp.dtype(dtype)
+
+
 def _quad(g, d):
   """``tr(D^T G D)`` (sum of squared output errors)."""
   return jnp.sum(d * jnp.matmul(g, d, precision=jax.lax.Precision.HIGHEST))
@@ -233,9 +238,10 @@ def awq_candidate_scales(activations: ArrayLike, *, grid: int = 20,
 
 @functools.partial(jax.jit, static_argnames=("bits", "group_size", "grid",
                                              "symmetric", "duo_scaling",
-                                             "zero_in_range"))
+                                             "zero_in_range", "scale_dtype"))
 def _search_scales(weight, activations, g, *, bits, group_size, grid,
-                   symmetric, duo_scaling=False, zero_in_range=True):
+                   symmetric, duo_scaling=False, zero_in_range=True,
+                   scale_dtype=None):
   w = weight.astype(jnp.float32)
   cands = awq_candidate_scales(
       activations, grid=grid, weight=w if duo_scaling else None,
@@ -243,7 +249,7 @@ def _search_scales(weight, activations, g, *, bits, group_size, grid,
 
   def loss(s):
     d = _fq(w * s[:, None], bits, group_size, symmetric,
-            zero_in_range) / s[:, None] - w
+            zero_in_range, scale_dtype) / s[:, None] - w
     return _quad(g, d)
 
   losses = jax.lax.map(loss, cands)
@@ -254,7 +260,8 @@ def awq_scales(weight: ArrayLike, activations: ArrayLike, *, bits: int,
                group_size: int | None, grid: int = 20,
                symmetric: bool = False, duo_scaling: bool = False,
                return_losses: bool = False, zero_in_range: bool = True,
-               gram_matrix: ArrayLike | None = None):
+               gram_matrix: ArrayLike | None = None,
+               dtype: DTypeLike | None = None):
   r"""AWQ's activation-aware per-input-channel scale search.
 
   .. math::
@@ -286,6 +293,9 @@ def awq_scales(weight: ArrayLike, activations: ArrayLike, *, bits: int,
       (:func:`~jaxkit.quantization.quantize`'s quantizer, the default);
       ``False`` = AutoAWQ's / llm-awq's ``pseudo_quantize_tensor``, which
       uses the group's own ``[min, max]`` (see :func:`awq_minmax_quantize`).
+    dtype: the dtype the scales will be stored in: candidates are scored
+      with the quantizer rounding its scales to it (see :func:`awq_clip`);
+      ``None`` (AutoAWQ) scores with float32 scales.
 
   Returns:
     ``s`` ``[in]`` (float32), or ``(s, losses)``.
@@ -316,7 +326,8 @@ def awq_scales(weight: ArrayLike, activations: ArrayLike, *, bits: int,
                              bits=bits, group_size=gsz, grid=int(grid),
                              symmetric=bool(symmetric),
                              duo_scaling=bool(duo_scaling),
-                             zero_in_range=bool(zero_in_range))
+                             zero_in_range=bool(zero_in_range),
+                             scale_dtype=_opt_dtype(dtype))
   return (s, losses) if return_losses else s
 
 
@@ -324,7 +335,8 @@ def awq_block_scales(block_fn: Callable[..., jax.Array],
                      weights: Sequence[ArrayLike], activations: ArrayLike, *,
                      bits: int, group_size: int | None, grid: int = 20,
                      duo_scaling: bool = True, symmetric: bool = False,
-                     return_losses: bool = False, zero_in_range: bool = True):
+                     return_losses: bool = False, zero_in_range: bool = True,
+                     dtype: DTypeLike | None = None):
   r"""AWQ's scale search scored on the output of a whole block (AutoAWQ).
 
   Several linear layers that read the same input (``q/k/v`` after the
@@ -364,6 +376,9 @@ def awq_block_scales(block_fn: Callable[..., jax.Array],
       (:func:`~jaxkit.quantization.quantize`'s quantizer, the default);
       ``False`` = AutoAWQ's / llm-awq's ``pseudo_quantize_tensor``, which
       uses the group's own ``[min, max]`` (see :func:`awq_minmax_quantize`).
+    dtype: the dtype the scales will be stored in: candidates are scored
+      with the quantizer rounding its scales to it (see :func:`awq_clip`);
+      ``None`` (AutoAWQ) scores with float32 scales.
 
   Returns:
     ``s`` ``[in]`` float32, or ``(s, losses)``.
@@ -424,7 +439,8 @@ def awq_block_scales(block_fn: Callable[..., jax.Array],
 
   def loss(sc):
     qs = [(_fq(w.astype(jnp.float32) * sc[:, None], bits, gsz,
-               bool(symmetric), bool(zero_in_range)) / sc[:, None]
+               bool(symmetric), bool(zero_in_range),
+               _opt_dtype(dtype)) / sc[:, None]
            ).astype(w.dtype) for w in ws]
     return jnp.mean((block_fn(*qs).astype(jnp.float32) - ref) ** 2)
 
@@ -532,7 +548,7 @@ def awq_clip(weight: ArrayLike, activations: ArrayLike, *, bits: int,
                       bits=bits, group_size=gsz, n_grid=int(n_grid),
                       max_shrink=float(max_shrink), symmetric=bool(symmetric),
                       zero_in_range=bool(zero_in_range),
-                      scale_dtype=None if dtype is None else jnp.dtype(dtype))
+                      scale_dtype=_opt_dtype(dtype))
 
 
 def awq_quantize(weight: ArrayLike, activations: ArrayLike, *, bits: int,

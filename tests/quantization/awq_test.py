@@ -297,6 +297,29 @@ def test_scales_autoawq_quantizer_match_brute_force(duo):
   np.testing.assert_allclose(s, cands[int(np.argmin(losses))], rtol=1e-4)
 
 
+def test_scales_scored_with_stored_scale_dtype_match_brute_force():
+  # dtype=float16: each candidate is scored with float16-rounded scales
+  # (zero points from the rounded scales); numpy brute force, groups of 8.
+  w, x = _layer(22, n_in=32, n_out=10)
+  w = w * 37.0
+  org = x.astype(np.float64) @ w
+  cands = _np_duo_candidates(w, x, 8)
+
+  def q16(v):  # [in, out], groups of 8 rows, float16 stored scales
+    return np.concatenate([_np_rtn_stored_scale(v[i:i + 8], 3, np.float16)
+                           for i in range(0, v.shape[0], 8)])
+
+  losses = [np.mean((org - x.astype(np.float64)
+                     @ (q16((w * c[:, None]).astype(np.float32))
+                        / c[:, None])) ** 2) for c in cands]
+  s, ours = Q.awq_scales(w, x, bits=3, group_size=8, duo_scaling=True,
+                         zero_in_range=False, return_losses=True,
+                         dtype=jnp.float16)
+  np.testing.assert_allclose(np.asarray(ours) / (x.shape[0] * w.shape[1]),
+                             losses, rtol=2e-3)
+  np.testing.assert_allclose(s, cands[int(np.argmin(losses))], rtol=1e-4)
+
+
 def _np_candidates(x, grid=20):
   x_mean = np.abs(np.asarray(x, np.float64)).mean(0)
   out = []
