@@ -329,24 +329,31 @@ def _np_candidates(x, grid=20):
   return np.array(out)
 
 
+def _assert_clip_is_brute_force_best(m, w, x, quantizer, group=8):
+  """Each (group, column) threshold ``m`` has the least output error of the
+  10 AWQ shrinks under ``quantizer`` (numpy; ties: compare errors)."""
+  x64 = x.astype(np.float64)
+  for gi in range(w.shape[0] // group):
+    sl = slice(gi * group, gi * group + group)
+    for o in range(w.shape[1]):
+      wg = w[sl, o:o + 1]
+      m0 = np.abs(wg).max()
+      def err(mv, wg=wg, sl=sl):
+        qw = quantizer(np.clip(wg, -mv, mv))
+        return np.mean((x64[:, sl] @ (qw - wg)) ** 2)
+      best = min(err(m0 * (np.float32(1) - np.float32(k) / np.float32(20)))
+                 for k in range(10))
+      assert err(np.float32(m[gi, o])) <= best * (1 + 1e-4) + 1e-12
+
+
 def test_clip_autoawq_quantizer_matches_brute_force():
   # AutoAWQ's clip loop with its quantizer (float32 like the library; a tie
   # in the error between two shrinks may be decided differently, so the
   # errors of the chosen thresholds are compared).
   w, x = _layer(8, n_in=16, n_out=6)
   m = np.asarray(Q.awq_clip(w, x, bits=3, group_size=8, zero_in_range=False))
-  x64 = x.astype(np.float64)
-  for gi in range(2):
-    sl = slice(gi * 8, gi * 8 + 8)
-    for o in range(6):
-      wg = w[sl, o:o + 1]
-      m0 = np.abs(wg).max()
-      def err(mv):
-        qw = np_autoawq_rtn(np.clip(wg, -mv, mv), 3, None, np.float32)
-        return np.mean((x64[:, sl] @ (qw - wg)) ** 2)
-      best = min(err(m0 * (np.float32(1) - np.float32(k) / np.float32(20)))
-                 for k in range(10))
-      assert err(np.float32(m[gi, o])) <= best * (1 + 1e-4) + 1e-12
+  _assert_clip_is_brute_force_best(
+      m, w, x, lambda v: np_autoawq_rtn(v, 3, None, np.float32))
 
 
 def _np_rtn_stored_scale(w, bits, scale_dtype):
@@ -370,19 +377,9 @@ def test_clip_scored_with_stored_scale_dtype_matches_brute_force():
   w = w * 37.0  # scales where float16 rounding moves the zero-point ties
   m = np.asarray(Q.awq_clip(w, x, bits=3, group_size=8,
                             zero_in_range=False, dtype=jnp.float16))
-  x64 = x.astype(np.float64)
-  for gi in range(2):
-    sl = slice(gi * 8, gi * 8 + 8)
-    for o in range(6):
-      wg = w[sl, o:o + 1]
-      m0 = np.abs(wg).max()
-      def err(mv):
-        qw = _np_rtn_stored_scale(
-            np.clip(wg, -mv, mv).astype(np.float32), 3, np.float16)
-        return np.mean((x64[:, sl] @ (qw - wg)) ** 2)
-      best = min(err(m0 * (np.float32(1) - np.float32(k) / np.float32(20)))
-                 for k in range(10))
-      assert err(np.float32(m[gi, o])) <= best * (1 + 1e-4) + 1e-12
+  _assert_clip_is_brute_force_best(
+      m, w, x, lambda v: _np_rtn_stored_scale(v.astype(np.float32), 3,
+                                              np.float16))
 
 
 def test_awq_quantize_autoawq_quantizer_without_clip():
