@@ -72,6 +72,7 @@ import optax
 
 from jaxkit.nn import rotary
 from jaxkit import sparsity as sp
+from experiments.quantize_smollm2 import topics_text  # same text as there
 
 WINDOW = 512
 EVAL_TOKENS = 8192
@@ -92,12 +93,6 @@ DEFAULT_METHODS = (
 
 # --------------------------------------------------------------------------
 # Data.
-
-
-def topics_text() -> str:
-  """``pydoc_data.topics`` values in sorted key order, joined by blank lines."""
-  from pydoc_data import topics  # pylint: disable=g-import-not-at-top
-  return "\n\n".join(topics.topics[k] for k in sorted(topics.topics))
 
 
 def tokens_split(tok, *, eval_tokens: int, calib_windows: int,

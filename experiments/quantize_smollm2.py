@@ -9,9 +9,12 @@ perplexity on CPython's own documentation.
 
 Text and split (deterministic, offline):
 
-* ``pydoc_data.topics.topics`` values concatenated with ``''.join`` in key
-  order (``sorted(topics)``, which equals the dict's insertion order),
-  tokenized in one call by the GGUF tokenizer without special tokens;
+* ``pydoc_data.topics.topics`` values joined by blank lines (``'\n\n'``) in
+  key order (``sorted(topics)``, which equals the dict's insertion order),
+  tokenized in one call by the GGUF tokenizer without special tokens (the
+  issue's reference numbers, torch f32: float 14.94, RTN W3-g64 46.48, are
+  reproduced exactly with this text, 14.937 / 46.483; a plain ``''.join``
+  gives 14.962 / 46.422);
 * evaluation: the first 8192 tokens, perplexity over 16 disjoint windows of
   512 (each window scores its 511 next-token predictions,
   :func:`jaxkit.sparsity.perplexity` with ``stride = window``);
@@ -39,7 +42,9 @@ Methods (``<kind>-w<bits>-g<group>``):
   when ``v_proj`` and ``o_proj`` differ in shape, as under GQA); then the
   clip search (:func:`~jaxkit.quantization.awq_clip`) on all layers but
   q/k with the inputs divided by the scale, and asymmetric RTN of
-  :math:`\mathrm{clip}(sW)`; each layer becomes :math:`Q(sW)/s`. To fit the
+  :math:`\mathrm{clip}(sW)`; each layer becomes :math:`Q(sW)/s`. The clip
+  candidates are scored with the float16 scales / zero points the layer
+  stores (AutoAWQ scores them in float32, option ``f32clip``). To fit the
   time budget the candidates are scored on ``--search-windows`` (2) of the
   16 calibration windows (attention) and ``--search-tokens`` (1024) random
   tokens (MLP); AutoAWQ scores on all of its calibration tokens.
@@ -51,7 +56,8 @@ Methods (``<kind>-w<bits>-g<group>``):
   ``i`` from the already quantized blocks (AutoAWQ takes them from the
   float blocks: its ``_get_input_feat`` runs block ``i`` before scaling /
   clipping / quantizing it); ``clip512`` = the clip search on AutoAWQ's 512
-  strided tokens instead of all.
+  strided tokens instead of all; ``f32clip`` = clip candidates scored with
+  float32 scales (AutoAWQ; the default before 2026-12-07 14:00 UTC).
 * ``awqlayer``: :func:`~jaxkit.quantization.awq_scales` (llm-awq candidates,
   20-point grid, scored on each layer's own output through the Gram matrix,
   per-layer scales) + the clip search + asymmetric RTN; the layer becomes
@@ -126,7 +132,10 @@ DEFAULT_METHODS = (  # in priority order (a run may be cut short)
     "nupes-w4-g64", "gwq-w4-g64", "zqfppow2-w4-g64", "zqfp-w8-g64",
     "rtn-w3-g32", "awq-w3-g32", "rtn-w4-g32", "awq-w4-g32", "gwq-w3-g32",
     "peric-w3-g32", "adadim-w3-g32", "nupes-w3-g32", "zqfp-w4-g32",
-    "gwq-w4-g32", "peric-w4-g32", "adadim-w4-g32", "nupes-w4-g32")
+    "gwq-w4-g32", "peric-w4-g32", "adadim-w4-g32", "nupes-w4-g32",
+    # AWQ variants (options and the per-layer searches) at the issue's W3-g64
+    "awq-w3-g64-clip512", "awq-w3-g64-f32clip", "awq-w3-g64-seq",
+    "awqlayer-w3-g64", "awqduo-w3-g64", "awqduo-w3-g64-seq")
 GRAD_WINDOWS = 4
 QUICK_METHODS = ("float", "rtn-w3-g64", "awq-w3-g64")
 
@@ -137,9 +146,9 @@ QUICK_METHODS = ("float", "rtn-w3-g64", "awq-w3-g64")
 
 
 def topics_text() -> str:
-  """CPython's ``pydoc_data.topics`` values, ``''.join``-ed in key order."""
+  """CPython's ``pydoc_data.topics`` values in key order, joined by blank lines."""
   from pydoc_data.topics import topics  # pylint: disable=g-import-not-at-top
-  return "".join(topics[k] for k in sorted(topics))
+  return "\n\n".join(topics[k] for k in sorted(topics))
 
 
 def split_tokens(tokens, *, eval_tokens: int = EVAL_TOKENS,
@@ -192,11 +201,12 @@ class Method:
   ``'strided'`` (``awq`` only) = the MLP candidates scored on strided
   tokens ``::N // search_tokens`` as before 2026-12-07 (this over-weights
   the windows' first tokens 8-fold; kept to reproduce the old rows);
-  ``'f16clip'`` = the clip candidates scored with float16-rounded scales,
-  the quantizer that is stored (``awq_clip(..., dtype=float16)``; AutoAWQ
-  scores with float32 scales); ``'f16'`` (``awq`` only) = ``f16clip`` and
-  the block scale searches scored the same way
-  (``awq_block_scales(..., dtype=float16)``, ``awq_scales(...,
+  ``'f32clip'`` = the clip candidates scored with float32 scales, as
+  AutoAWQ scores them (default: with the float16-rounded scales and zero
+  points that are stored, ``awq_clip(..., dtype=float16)``; the f32 score
+  lets float16 storage re-decide the rounding ties the clip search chose);
+  ``'f16'`` (``awq`` only) = the block scale searches scored with float16
+  scales too (``awq_block_scales(..., dtype=float16)``, ``awq_scales(...,
   dtype=float16)``).
   """
   name: str
@@ -206,7 +216,7 @@ class Method:
   options: tuple[str, ...] = ()
 
 
-OPTIONS = ("widen", "seq", "clip512", "strided", "f16clip", "f16")
+OPTIONS = ("widen", "seq", "clip512", "strided", "f32clip", "f16")
 
 
 def parse_method(name: str) -> Method:
@@ -532,8 +542,7 @@ def quantize_block(blk, method: Method, acts: dict[str, jax.Array] | None,
         x, gs_ = x[::max(1, x.shape[0] // 512)], None
       m = Q.awq_clip(wsc, x.astype(jnp.float32) / s, bits=bits,
                      group_size=gs, zero_in_range=zr, gram_matrix=gs_,
-                     dtype=f16 if {"f16clip", "f16"} & set(method.options)
-                     else None)
+                     dtype=None if "f32clip" in method.options else f16)
       mb = jnp.repeat(m, gs, axis=0)
       wsc = jnp.clip(wsc, -mb, mb)
     if zr:

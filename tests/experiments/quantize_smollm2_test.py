@@ -14,12 +14,13 @@ import pytest
 from experiments import quantize_smollm2 as qs
 
 
-def test_topics_text_is_key_ordered_concatenation():
+def test_topics_text_is_key_ordered_and_blank_line_separated():
   from pydoc_data.topics import topics  # pylint: disable=g-import-not-at-top
   text = qs.topics_text()
-  assert len(text) == sum(len(v) for v in topics.values())
-  first = sorted(topics)[0]
-  assert text.startswith(topics[first])
+  keys = sorted(topics)
+  assert len(text) == sum(len(v) for v in topics.values()) + 2 * (len(keys) - 1)
+  assert text.startswith(topics[keys[0]] + "\n\n" + topics[keys[1]])
+  assert text.endswith("\n\n" + topics[keys[-1]])
 
 
 def test_split_tokens_layout():
