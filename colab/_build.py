@@ -1158,9 +1158,9 @@ NB04 = [
     **Reading it.** With 10 of 210 maps quantized and 256 calibration tokens the two
     differ by a fraction of a point, in either direction (in our CPU run AWQ was *not*
     better). AWQ's gain shows when the whole model is quantized: on all 210 maps with
-    16 × 512 calibration tokens the repository measures, on 8192 tokens of this
-    text, float 14.96, RTN W3-g64 45.99 → AWQ 28.72, and RTN W4-g64 19.76 → AWQ
-    16.86 (`jaxkit/quantization/README.md`). The direction shows with this
+    16 × 512 calibration tokens the repository measures, on 8192 tokens of these
+    topics (joined by blank lines), float 14.94, RTN W3-g64 46.04 → AWQ 26.94, and
+    RTN W4-g64 19.54 → AWQ 16.73 (`jaxkit/quantization/README.md`). The direction shows with this
     notebook's small calibration batch too: with all 210 maps (`FULL_MODEL = True`,
     but the CPU's 512 evaluation and 256 calibration tokens) we measured RTN W3
     62.0 vs AWQ W3 37.3, and magnitude 392 vs Wanda 40.8 at 50 % sparsity.
